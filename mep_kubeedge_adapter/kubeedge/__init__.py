@@ -1,0 +1,1 @@
+"""KubeEdge: EdgeCore's MQTT EventBus and the devices.kubeedge.io CRDs."""
