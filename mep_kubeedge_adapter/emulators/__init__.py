@@ -1,0 +1,9 @@
+"""Stand-ins for the systems the adapter talks to, for the demo, labs and tests.
+
+Everything here is written from the protocol references, never from the adapter's own codecs:
+a misunderstanding shared by both sides must not be able to pass the tests.
+
+- `broker`: a private mosquitto on a free loopback port.
+- `edgecore`: KubeEdge EdgeCore v1.23.1 devicetwin behaviour on the MQTT EventBus.
+- `device`: a mapper-like simulated device that reports values and follows desired values.
+"""
