@@ -1,0 +1,292 @@
+"""The domain model: devices, twins, models, change events and error kinds.
+
+Plain Python only. Nothing here imports an I/O library, so the registry and the
+use cases built on it can be tested without an event loop.
+
+Conventions that every other module relies on:
+
+* twin values are strings, as in KubeEdge; ``None`` means "no value";
+* timestamps are integer milliseconds since the Unix epoch (EdgeCore's clock for
+  EventBus values, the CR's metadata for kube values);
+* a device is identified by ``DeviceId(namespace, name)``; its text form is
+  ``"<namespace>/<name>"`` (the form used in REST paths and in namespaced topics).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+# --------------------------------------------------------------------------- ids
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeviceId:
+    """A KubeEdge device: namespace and name."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str, default_namespace: str = "default") -> DeviceId:
+        """``"ns/name"`` or a legacy single-segment ``"name"`` (put in ``default_namespace``)."""
+        namespace, sep, name = text.partition("/")
+        if not sep:
+            return cls(default_namespace, namespace)
+        if not namespace or not name or "/" in name:
+            raise ValueError(f"not a device id: {text!r}")
+        return cls(namespace, name)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ModelId:
+    """A DeviceModel: namespace and name (a Device refers to a model in its own namespace)."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# ------------------------------------------------------------------- twin values
+
+ValueSource = Literal["eventbus", "kube"]
+
+
+@dataclass(frozen=True, slots=True)
+class TwinValue:
+    """One side of a twin (reported or desired) with the time it was recorded."""
+
+    value: str
+    timestamp: int | None = None
+    source: ValueSource = "eventbus"
+
+
+@dataclass(frozen=True, slots=True)
+class TwinProperty:
+    """A twin property as the registry knows it.
+
+    ``twin_type`` is the type EdgeCore stores for the twin (``metadata.type``: ``int``,
+    ``float``, ``boolean``, ``string``...). Twins created over DMI are typed ``string``,
+    so the DeviceModel's type, when known, is the better description for readers;
+    EdgeCore validates writes against ``twin_type`` though.
+    """
+
+    name: str
+    twin_type: str | None = None
+    reported: TwinValue | None = None
+    desired: TwinValue | None = None
+    optional: bool | None = None
+    declared: bool = False
+    """The Device CR lists this property (kube source); it outlives twin deletion."""
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySpec:
+    """A DeviceModel property."""
+
+    name: str
+    type: str
+    """Model type as KubeEdge spells it: INT, FLOAT, DOUBLE, STRING, BOOLEAN, BYTES, STREAM."""
+    access_mode: str | None = None
+    description: str | None = None
+    unit: str | None = None
+    minimum: str | None = None
+    maximum: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceModel:
+    id: ModelId
+    properties: Mapping[str, PropertySpec] = field(default_factory=dict)
+    protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """An immutable snapshot of a device; the registry replaces it on every change."""
+
+    id: DeviceId
+    properties: Mapping[str, TwinProperty] = field(default_factory=dict)
+    model: str | None = None
+    node: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+    protocol: str | None = None
+    state: str | None = None
+    last_online: str | None = None
+    """RFC 3339 text as EdgeCore or the CR gave it."""
+    in_eventbus: bool = False
+    """EdgeCore lists this device (membership)."""
+    in_kube: bool = False
+    """A Device CR bound to this node exists."""
+
+
+# ------------------------------------------------------------------ change events
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyChange:
+    """What changed about one property; unchanged sides are ``None`` with ``*_changed`` False."""
+
+    reported: TwinValue | None
+    previous_reported: TwinValue | None
+    desired: TwinValue | None
+    previous_desired: TwinValue | None
+    reported_changed: bool
+    desired_changed: bool
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TwinChanged:
+    device: DeviceId
+    changes: Mapping[str, PropertyChange]
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    device: DeviceId
+    state: str | None
+    previous: str | None
+    last_online: str | None
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAdded:
+    device: Device
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoved:
+    device: Device
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUpdated:
+    """Metadata of a device changed (model, labels, node...), not its twin or state."""
+
+    device: Device
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChanged:
+    model: ModelId
+    removed: bool
+    timestamp: int
+
+
+ChangeEvent = (
+    TwinChanged | StateChanged | DeviceAdded | DeviceRemoved | DeviceUpdated | ModelChanged
+)
+
+
+# -------------------------------------------------------------------- error kinds
+
+
+class ErrorKind(Enum):
+    """What went wrong, independent of transport; one place maps kinds to HTTP statuses."""
+
+    INVALID = "invalid"
+    NOT_FOUND = "not-found"
+    CONFLICT = "conflict"
+    PRECONDITION_FAILED = "precondition-failed"
+    FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
+    TOO_LARGE = "too-large"
+    UPSTREAM_REJECTED = "upstream-rejected"
+    UPSTREAM_TIMEOUT = "upstream-timeout"
+    UNAVAILABLE = "unavailable"
+    NOT_IMPLEMENTED = "not-implemented"
+
+
+class AdapterError(Exception):
+    """An error with a kind. ``detail`` is safe to show to API callers."""
+
+    def __init__(self, kind: ErrorKind, detail: str, *, title: str | None = None) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.title = title
+
+
+# ------------------------------------------------------- EdgeCore's twin value rules
+
+TWIN_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,128}$")
+TWIN_VALUE_PATTERN = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,512}$")
+TWIN_TYPES = frozenset({"", "string", "int", "integer", "float", "boolean"})
+_INT64 = (-(2**63), 2**63 - 1)
+_GO_FLOAT = re.compile(
+    r"^[+-]?(?:(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)$",
+    re.IGNORECASE,
+)
+
+MODEL_TO_TWIN_TYPE = {
+    "INT": "int",
+    "FLOAT": "float",
+    "DOUBLE": "float",
+    "BOOLEAN": "boolean",
+    "STRING": "string",
+    "BYTES": "string",
+    "STREAM": "string",
+}
+
+
+def twin_type_for_model_type(model_type: str | None) -> str:
+    """The twin ``metadata.type`` EdgeCore accepts for a DeviceModel property type."""
+    if model_type is None:
+        return "string"
+    return MODEL_TO_TWIN_TYPE.get(model_type.upper(), "string")
+
+
+def check_twin_key(key: str) -> str | None:
+    """Why EdgeCore would refuse this twin key, or ``None`` if it accepts it."""
+    if not TWIN_KEY_PATTERN.match(key):
+        return f"property name {key!r} must match {TWIN_KEY_PATTERN.pattern}"
+    return None
+
+
+def check_twin_value(value: str, twin_type: str | None) -> str | None:
+    """Why EdgeCore would refuse ``value`` for a twin of ``twin_type``, or ``None``.
+
+    Follows EdgeCore v1.23.1 (reference kubeedge.md §3, §3.1, §8): only
+    ``[a-zA-Z0-9-_.,:/@#]``, at most 512 characters, and the value must parse as the type.
+    """
+    if value and not TWIN_VALUE_PATTERN.match(value):
+        return (
+            "value must be 1 to 512 characters of letters, digits and - _ . , : / @ # "
+            "(EdgeCore refuses spaces, '+', quotes, braces and '=')"
+        )
+    kind = (twin_type or "").lower()
+    if kind not in TWIN_TYPES:
+        return f"the twin type {twin_type!r} is not one EdgeCore allows"
+    if not value:
+        return None
+    if kind in ("int", "integer"):
+        try:
+            number = int(value, 10)
+        except ValueError:
+            return "the value is not int or integer"
+        if not _INT64[0] <= number <= _INT64[1] or value.strip() != value or "_" in value:
+            return "the value is not int or integer"
+    elif kind == "float":
+        if not _GO_FLOAT.match(value) or "_" in value:
+            return "the value is not float"
+    elif kind == "boolean" and value not in ("true", "false"):
+        return "the value is not boolean (true or false)"
+    return None
+
+
+ALLOWED_DEVICE_STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy"})

@@ -1,0 +1,524 @@
+"""The EventBus client: EdgeCore's MQTT topics → the registry, and desired writes → EdgeCore.
+
+One connection (aiomqtt over paho-mqtt) owned by ``EventBusClient.run()``, which the
+supervisor runs as a task. On every (re)connect it subscribes, asks EdgeCore for its
+device list (``membership/get``) and each device's twin (``twin/get``), so the registry
+matches EdgeCore after any outage. Between syncs it applies documents, results,
+deltas, state results and membership updates as they come, and probes EdgeCore with
+``membership/get`` so a connected-but-silent EdgeCore is noticed.
+
+Requests are correlated with EdgeCore's answers by ``event_id`` only: EdgeCore
+broadcasts every result to every subscriber and has no other correlation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from mep_kubeedge_adapter.backoff import Backoff
+from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
+from mep_kubeedge_adapter.kubeedge.codec import (
+    CodecError,
+    ErrorResult,
+    MembershipList,
+    MembershipUpdate,
+    Message,
+    StateResult,
+    TwinDelta,
+    TwinDocument,
+    TwinResult,
+    decode,
+    encode_desired_update,
+    encode_get,
+)
+from mep_kubeedge_adapter.kubeedge.topics import (
+    ParsedTopic,
+    TopicKind,
+    membership_get_topic,
+    parse_topic,
+    subscriptions,
+    twin_get_topic,
+    twin_update_topic,
+)
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import MqttSettings
+
+log = structlog.get_logger(__name__)
+
+SYNC_CONCURRENCY = 16
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+class EventBusClient:
+    """EdgeCore's EventBus as the registry's source and the desired-write path."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        node_name: str,
+        registry: DeviceRegistry,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._node = node_name
+        self._registry = registry
+        self._metrics = metrics
+        self._client: aiomqtt.Client | None = None
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._topic_ids: dict[DeviceId, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._resync_needed = asyncio.Event()
+        self.synced = asyncio.Event()
+        """Set once the registry matches EdgeCore after the latest (re)connect."""
+        self.connected = False
+        self.edgecore_responsive: bool | None = None
+        self.edgecore_node: str | None = None
+        self.last_sync_ms: int | None = None
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and self.synced.is_set()
+
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: the broker connection and what EdgeCore looks like from here."""
+        edgecore = {None: "unknown", True: "responsive", False: "silent"}[self.edgecore_responsive]
+        return {
+            "mqtt": "connected" if self.connected else "disconnected",
+            "synced": self.synced.is_set(),
+            "edgecore": edgecore,
+            "edgecoreNode": self.edgecore_node,
+            "lastSync": self.last_sync_ms,
+            "lastError": self.last_error,
+        }
+
+    # -------------------------------------------------------------- connection
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self._settings
+        if not s.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+        if s.cert_file is not None and s.key_file is not None:
+            context.load_cert_chain(str(s.cert_file), str(s.key_file))
+        return context
+
+    def _make_client(self) -> aiomqtt.Client:
+        s = self._settings
+        identifier = s.client_id or f"mka-{self._node}-{uuid.uuid4().hex[:8]}"
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            identifier=identifier,
+            clean_session=True,
+            tls_context=self._tls_context(),
+            keepalive=30,
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Connect, sync and consume until cancelled; reconnect with backoff on any loss."""
+        backoff = Backoff(base=0.2, cap=10.0)
+        first = True
+        while True:
+            if not first:
+                self._metrics.mqtt_reconnects.inc()
+            first = False
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    self.connected = True
+                    self._metrics.mqtt_connected.set(1)
+                    self.last_error = None
+                    backoff.reset()
+                    log.info("eventbus_connected", broker=self._settings.url)
+                    await self._session(client)
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                log.warning("eventbus_connection_lost", broker=self._settings.url, error=str(exc))
+            finally:
+                self._on_disconnect()
+            await asyncio.sleep(backoff.next_delay())
+
+    def _on_disconnect(self) -> None:
+        self._client = None
+        if self.connected:
+            self.connected = False
+        self._metrics.mqtt_connected.set(0)
+        self.synced.clear()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    AdapterError(ErrorKind.UNAVAILABLE, "lost the connection to EdgeCore's broker")
+                )
+        self._pending.clear()
+        for task in list(self._background):
+            task.cancel()
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Read messages and keep in sync until the connection drops.
+
+        The reader and the sync/probe loop run side by side; whichever ends first ends
+        the session, and its exception (an MqttError means reconnect; anything else is
+        a bug the supervisor logs and restarts us for) propagates.
+        """
+        filters = subscriptions(self._settings.topic_layout)
+        await client.subscribe([(f, 1) for f in filters])
+        reader = asyncio.create_task(self._read(client), name="eventbus-reader")
+        syncer = asyncio.create_task(self._sync_and_probe(client), name="eventbus-sync")
+        try:
+            done, _ = await asyncio.wait({reader, syncer}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in (reader, syncer):
+                task.cancel()
+            await asyncio.gather(reader, syncer, return_exceptions=True)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.handle(message.topic.value, _payload_bytes(message.payload))
+        raise aiomqtt.MqttError("message stream ended")
+
+    # -------------------------------------------------------------------- sync
+
+    async def _sync_and_probe(self, client: aiomqtt.Client) -> None:
+        backoff = Backoff(base=0.5, cap=self._settings.probe_interval)
+        while not await self._full_sync(client):
+            self.edgecore_responsive = False
+            self._metrics.edgecore_responsive.set(0)
+            await asyncio.sleep(backoff.next_delay())
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resync_needed.wait(), self._settings.probe_interval)
+            self._resync_needed.clear()
+            was_responsive = self.edgecore_responsive
+            members = await self._request_membership(client)
+            if members is None:
+                if was_responsive:
+                    log.warning("edgecore_silent", node=self.edgecore_node or self._node)
+                self.edgecore_responsive = False
+                self._metrics.edgecore_responsive.set(0)
+                continue
+            if not was_responsive:
+                log.info("edgecore_answering_again")
+                if not await self._full_sync(client, members):
+                    continue
+            else:
+                added = self._apply_members(members)
+                await self._fetch_twins(client, added)
+
+    async def _full_sync(
+        self, client: aiomqtt.Client, members: MembershipList | None = None
+    ) -> bool:
+        """membership/get, then twin/get for every device; True when all answered."""
+        if members is None:
+            members = await self._request_membership(client)
+        if members is None:
+            self._metrics.syncs.labels("edgecore-silent").inc()
+            log.warning("sync_failed", reason="EdgeCore did not answer membership/get")
+            return False
+        self.edgecore_responsive = True
+        self._metrics.edgecore_responsive.set(1)
+        self._apply_members(members)
+        complete = await self._fetch_twins(client, list(self._registry_eventbus_ids()))
+        if not complete:
+            self._metrics.syncs.labels("partial").inc()
+            return False
+        self._metrics.syncs.labels("complete").inc()
+        self.last_sync_ms = _now_ms()
+        self._update_size_gauges()
+        if not self.synced.is_set():
+            log.info("eventbus_synced", devices=len(self._registry))
+        self.synced.set()
+        return True
+
+    def _registry_eventbus_ids(self) -> list[DeviceId]:
+        return [d.id for d in self._registry.devices() if d.in_eventbus]
+
+    def _apply_members(self, members: MembershipList) -> list[DeviceId]:
+        """Reconcile the registry with EdgeCore's list; return the devices that were new."""
+        listed: dict[DeviceId, str | None] = {}
+        for member in members.devices:
+            device_id = self._learn_device(member.id)
+            if device_id is not None:
+                listed[device_id] = member.description
+        before = {d.id for d in self._registry.devices() if d.in_eventbus}
+        self._registry.sync_membership(listed)
+        return [d for d in listed if d not in before]
+
+    async def _fetch_twins(self, client: aiomqtt.Client, device_ids: list[DeviceId]) -> bool:
+        if not device_ids:
+            return True
+        limit = asyncio.Semaphore(SYNC_CONCURRENCY)
+
+        async def one(device_id: DeviceId) -> bool:
+            async with limit:
+                return await self._fetch_twin(client, device_id)
+
+        results = await asyncio.gather(*(one(d) for d in device_ids))
+        return all(results)
+
+    async def _fetch_twin(self, client: aiomqtt.Client, device_id: DeviceId) -> bool:
+        topic = twin_get_topic(self._topic_id(device_id))
+        event_id = _new_event_id("get")
+        try:
+            answer = await self._request(client, topic, event_id, encode_get(event_id, _now_ms()))
+        except TimeoutError:
+            log.warning("twin_get_timeout", device=str(device_id))
+            return False
+        if isinstance(answer, ErrorResult):
+            if answer.code == 404:
+                log.info("device_gone_on_edgecore", device=str(device_id), reason=answer.reason)
+                self._registry.remove_member(device_id)
+                return True
+            log.warning(
+                "twin_get_refused", device=str(device_id), code=answer.code, reason=answer.reason
+            )
+            return False
+        if isinstance(answer, TwinResult):
+            self._registry.sync_twin(
+                device_id, {k: v for k, v in answer.twin.items() if v is not None}
+            )
+        return True
+
+    async def _request_membership(self, client: aiomqtt.Client) -> MembershipList | None:
+        event_id = _new_event_id("members")
+        try:
+            answer = await self._request(
+                client,
+                membership_get_topic(self._node),
+                event_id,
+                encode_get(event_id, _now_ms()),
+            )
+        except TimeoutError:
+            return None
+        return answer if isinstance(answer, MembershipList) else None
+
+    async def _request(
+        self, client: aiomqtt.Client, topic: str, event_id: str, payload: bytes
+    ) -> Message:
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[event_id] = future
+        try:
+            await client.publish(topic, payload, qos=1)
+            self._metrics.mqtt_published.labels(topic.rsplit("/", 2)[-2]).inc()
+            return await asyncio.wait_for(future, self._settings.request_timeout)
+        finally:
+            self._pending.pop(event_id, None)
+
+    # ------------------------------------------------------------ desired write
+
+    async def write_desired(
+        self, device_id: DeviceId, values: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Publish ``twin/update`` with ``expected`` values and wait for EdgeCore's verdict.
+
+        ``values`` maps property → (value, twin type). Values must already satisfy
+        EdgeCore's rules: EdgeCore reports some refusals on an id-less topic that cannot
+        be matched to this request. The registry holds the new desired values when this
+        returns. Raises AdapterError: UNAVAILABLE (no broker), UPSTREAM_REJECTED (EdgeCore
+        answered with an error), UPSTREAM_TIMEOUT (no answer in time).
+        """
+        client = self._client
+        if client is None or not self.connected:
+            raise AdapterError(ErrorKind.UNAVAILABLE, "not connected to EdgeCore's EventBus")
+        event_id = _new_event_id("write")
+        payload = encode_desired_update(event_id, _now_ms(), values)
+        topic = twin_update_topic(self._topic_id(device_id))
+        try:
+            answer = await self._request(client, topic, event_id, payload)
+        except TimeoutError:
+            self._metrics.desired_writes.labels("eventbus", "timeout").inc()
+            raise AdapterError(
+                ErrorKind.UPSTREAM_TIMEOUT,
+                f"EdgeCore did not answer the write within {self._settings.request_timeout:g} s",
+            ) from None
+        except aiomqtt.MqttError as exc:
+            self._metrics.desired_writes.labels("eventbus", "unavailable").inc()
+            raise AdapterError(ErrorKind.UNAVAILABLE, f"EventBus publish failed: {exc}") from exc
+        if isinstance(answer, ErrorResult):
+            self._metrics.desired_writes.labels("eventbus", "rejected").inc()
+            raise AdapterError(
+                ErrorKind.UPSTREAM_REJECTED,
+                f"EdgeCore refused the write ({answer.code}): {answer.reason}",
+            )
+        self._metrics.desired_writes.labels("eventbus", "accepted").inc()
+
+    # --------------------------------------------------------------- ingestion
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Apply one message EdgeCore published. Never raises for bad input."""
+        parsed = parse_topic(topic)
+        if parsed is None:
+            self._metrics.mqtt_messages.labels("unknown", "unknown-topic").inc()
+            log.debug("unknown_topic", topic=topic)
+            return
+        kind = parsed.kind.value
+        if len(payload) > self._settings.max_payload:
+            self._metrics.mqtt_messages.labels(kind, "oversized").inc()
+            log.warning("payload_too_large", topic=topic, size=len(payload))
+            return
+        try:
+            message = decode(parsed.kind, payload)
+        except CodecError as exc:
+            self._metrics.mqtt_messages.labels(kind, "malformed").inc()
+            log.warning("malformed_payload", topic=topic, error=str(exc))
+            return
+        except ValueError as exc:
+            self._metrics.mqtt_messages.labels(kind, "malformed").inc()
+            log.warning("malformed_payload", topic=topic, error=str(exc))
+            return
+        outcome = self._dispatch(parsed, message)
+        self._metrics.mqtt_messages.labels(kind, outcome).inc()
+
+    def _dispatch(self, parsed: ParsedTopic, message: Message) -> str:
+        pending = self._pending.get(message.event_id) if message.event_id else None
+        if isinstance(message, MembershipList | MembershipUpdate):
+            self.edgecore_node = parsed.topic_id
+            if isinstance(message, MembershipList):
+                if pending is not None and not pending.done():
+                    pending.set_result(message)
+                    return "answered"
+                self._apply_members(message)
+                return "applied"
+            return self._apply_membership_update(message)
+
+        device_id = self._device_for_topic(parsed.topic_id)
+        if isinstance(message, ErrorResult):
+            if pending is not None and not pending.done():
+                pending.set_result(message)
+                return "answered"
+            log.warning(
+                "edgecore_error_result",
+                device=parsed.topic_id or None,
+                topic_kind=parsed.kind.value,
+                code=message.code,
+                reason=message.reason,
+                event_id=message.event_id,
+            )
+            return "error-result"
+        if device_id is None:
+            return "ignored"
+        if device_id not in self._registry:
+            self._resync_needed.set()
+            return "unknown-device"
+        if isinstance(message, TwinResult):
+            if parsed.kind is TopicKind.TWIN_GET_RESULT:
+                if pending is not None and not pending.done():
+                    pending.set_result(message)
+                    return "answered"
+                self._registry.sync_twin(
+                    device_id, {k: v for k, v in message.twin.items() if v is not None}
+                )
+            else:
+                self._registry.apply_twin_states(device_id, message.twin)
+                if pending is not None and not pending.done():
+                    pending.set_result(message)
+                    return "answered"
+        elif isinstance(message, TwinDocument):
+            self._registry.apply_document(device_id, message.current)
+        elif isinstance(message, TwinDelta):
+            self._registry.apply_twin_states(
+                device_id, {k: v for k, v in message.twin.items() if v is not None}
+            )
+        elif isinstance(message, StateResult):
+            self._registry.apply_state(device_id, message.state, message.last_online)
+        self._update_size_gauges()
+        return "applied"
+
+    def _apply_membership_update(self, message: MembershipUpdate) -> str:
+        client = self._client
+        for member in message.added:
+            device_id = self._learn_device(member.id)
+            if device_id is None:
+                continue
+            known = device_id in self._registry and self._registry_has_eventbus(device_id)
+            self._registry.add_member(device_id, member.description)
+            if not known and client is not None:
+                task = asyncio.create_task(
+                    self._fetch_twin_logged(client, device_id), name=f"twin-get-{device_id}"
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        for member in message.removed:
+            device_id = self._learn_device(member.id)
+            if device_id is not None:
+                self._registry.remove_member(device_id)
+                self._topic_ids.pop(device_id, None)
+        self._update_size_gauges()
+        return "applied"
+
+    async def _fetch_twin_logged(self, client: aiomqtt.Client, device_id: DeviceId) -> None:
+        with contextlib.suppress(aiomqtt.MqttError, AdapterError):
+            await self._fetch_twin(client, device_id)
+
+    def _registry_has_eventbus(self, device_id: DeviceId) -> bool:
+        device = self._registry.get(device_id)
+        return device is not None and device.in_eventbus
+
+    def _update_size_gauges(self) -> None:
+        self._metrics.registry_devices.set(len(self._registry))
+
+    # --------------------------------------------------------------- device ids
+
+    def _learn_device(self, topic_id: str) -> DeviceId | None:
+        """The DeviceId for an id EdgeCore used, remembering how to address it."""
+        device_id = self._device_for_topic(topic_id)
+        if device_id is not None:
+            self._topic_ids[device_id] = topic_id
+        return device_id
+
+    def _device_for_topic(self, topic_id: str) -> DeviceId | None:
+        if not topic_id:
+            return None
+        layout = self._settings.topic_layout
+        if "/" in topic_id:
+            if layout == "legacy":
+                return None
+            namespace, _, name = topic_id.partition("/")
+            if not namespace or not name:
+                return None
+            return DeviceId(namespace, name)
+        if layout == "namespaced":
+            return None
+        return DeviceId(self._settings.default_namespace, topic_id)
+
+    def _topic_id(self, device_id: DeviceId) -> str:
+        known = self._topic_ids.get(device_id)
+        if known is not None:
+            return known
+        if self._settings.topic_layout == "legacy":
+            return device_id.name
+        return str(device_id)
+
+
+def _new_event_id(purpose: str) -> str:
+    return f"mka-{purpose}-{uuid.uuid4().hex}"

@@ -1,0 +1,137 @@
+"""The composition root: builds every component, starts them in order, stops them in reverse.
+
+Start order: registry and metrics (in memory) → EventBus connection task → HTTP API
+listener. Stop order is the reverse, each step with a deadline, so a SIGTERM
+leaves nothing half-open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from mep_kubeedge_adapter.api.app import ApiDeps, create_app
+from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import Settings
+from mep_kubeedge_adapter.supervisor import Supervisor
+from mep_kubeedge_adapter.usecases import DesiredWriter, UnsupportedWriter
+
+log = structlog.get_logger(__name__)
+
+STEP_TIMEOUT = 10.0
+
+
+class Adapter:
+    """One running adapter. Use as ``async with Adapter(settings) as adapter: ...``."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.registry = DeviceRegistry()
+        self.supervisor = Supervisor()
+        self.eventbus = EventBusClient(
+            settings.mqtt, settings.node_name, self.registry, self.metrics
+        )
+        self.writer: DesiredWriter = (
+            self.eventbus
+            if settings.api.write_path == "eventbus"
+            else UnsupportedWriter("the kube write path needs a kube source (MKA_KUBE__SOURCE)")
+        )
+        self._stack = AsyncExitStack()
+        self._runner: web.AppRunner | None = None
+        self.api_port: int | None = None
+
+    # --------------------------------------------------------------- readiness
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the EventBus is connected and the first sync is done (SPEC §4)."""
+        eventbus = self.eventbus.status()
+        ready = self.eventbus.ready
+        detail: dict[str, Any] = {
+            "eventbus": eventbus,
+            "devices": len(self.registry),
+            "kube": {"source": self.settings.kube.source},
+            "mep": {"state": "disabled" if not self.settings.mep.url else "unknown"},
+        }
+        return ready, detail
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Adapter:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        self._stack.push_async_callback(self._step, "supervisor", self.supervisor.stop)
+        self.supervisor.start("eventbus", self.eventbus.run)
+        await self._start_api()
+
+    async def _start_api(self) -> None:
+        deps = ApiDeps(
+            settings=self.settings,
+            registry=self.registry,
+            metrics=self.metrics,
+            readiness=self.readiness,
+            writer=self.writer,
+        )
+        runner = web.AppRunner(create_app(deps), access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        self._stack.push_async_callback(self._step, "api", runner.cleanup)
+        site = web.TCPSite(runner, self.settings.api.host, self.settings.api.port)
+        await site.start()
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.api_port = sockets[0].getsockname()[1] if sockets else self.settings.api.port
+        log.info("api_listening", host=self.settings.api.host, port=self.api_port)
+
+    @staticmethod
+    async def _step(name: str, stop: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await asyncio.wait_for(stop(), STEP_TIMEOUT)
+        except TimeoutError:
+            log.error("shutdown_step_timed_out", step=name, timeout=STEP_TIMEOUT)
+        except Exception as exc:
+            log.error("shutdown_step_failed", step=name, exc_info=exc)
+        else:
+            log.info("stopped", step=name)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Adapter]:
+    async with Adapter(settings) as adapter:
+        yield adapter
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); return the process exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Adapter(settings) as adapter:
+        failed = asyncio.create_task(adapter.supervisor.failed.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        failed.cancel()
+        stopped.cancel()
+        code = 1 if adapter.supervisor.failed.is_set() else 0
+        log.info("shutting_down", reason="task failure" if code else "signal")
+    return code

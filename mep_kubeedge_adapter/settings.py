@@ -1,0 +1,389 @@
+"""The adapter's settings: one validated model, loaded once and passed in.
+
+Sources, highest priority first: CLI flags, environment variables
+``MKA_<GROUP>__<NAME>`` (e.g. ``MKA_MQTT__URL``), the YAML file given with
+``--config``, then the defaults below (SPEC §3). No other module reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "MKA_"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Group):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    topic_layout: Literal["auto", "namespaced", "legacy"] = "auto"
+    default_namespace: str = "default"
+    client_id: str | None = None
+    request_timeout: float = Field(5.0, gt=0, description="seconds to wait for EdgeCore's answer")
+    probe_interval: float = Field(
+        30.0,
+        gt=0,
+        description="seconds between membership/get probes that detect a silent EdgeCore",
+    )
+    max_payload: int = Field(256 * 1024, gt=0, description="bytes; larger payloads are dropped")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> MqttSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if self.tls else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl") or self.ca_file is not None
+
+
+class KubeSettings(_Group):
+    source: Literal["none", "incluster", "kubeconfig", "metaserver"] = "none"
+    kubeconfig: Path | None = None
+    url: str | None = None
+    namespace: str | None = None
+    all_nodes: bool = Field(False, description="keep devices bound to any node, not just ours")
+    watch_timeout: int = Field(300, gt=0, description="server-side watch timeout, seconds")
+
+    @property
+    def effective_url(self) -> str | None:
+        if self.url:
+            return self.url
+        if self.source == "metaserver":
+            return "http://127.0.0.1:10550"
+        return None
+
+
+class MepSettings(_Group):
+    url: str | None = None
+    app_instance_id: str | None = None
+    ak: SecretStr | None = None
+    sk: SecretStr | None = None
+    ca_file: Path | None = None
+    tls_server_name: str | None = None
+    service_mode: Literal["node", "per-model", "per-device"] = "node"
+    heartbeat_interval: float = Field(30.0, gt=0, le=60)
+    register_concurrency: int = Field(4, ge=1, le=32)
+    max_services: int = Field(50, ge=1, description="EdgeGallery's per-app instance limit")
+    deregister_timeout: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_identity(self) -> MepSettings:
+        if self.url and not (self.app_instance_id and self.ak and self.sk):
+            raise ValueError("with mep.url set, app_instance_id, ak and sk are required")
+        return self
+
+
+class ApiSettings(_Group):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None
+    auth: Literal["none", "jwt"] = "none"
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = "mepauth"
+    write_path: Literal["eventbus", "kube"] = "eventbus"
+    max_body: int = Field(64 * 1024, gt=0, description="bytes; larger requests get 413")
+    callback_networks: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0", "::/0"],
+        description="networks a callbackReference may point into",
+    )
+    callback_deny_networks: list[str] = Field(
+        default_factory=lambda: ["169.254.0.0/16", "fe80::/10"],
+        description="networks a callbackReference may never point into (link-local)",
+    )
+
+    @field_validator("callback_networks", "callback_deny_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _check_jwt(self) -> ApiSettings:
+        if self.auth == "jwt" and self.jwt_public_key_file is None:
+            raise ValueError("auth=jwt needs jwt_public_key_file")
+        return self
+
+
+class StoreSettings(_Group):
+    path: Path = Path("./mka-state.sqlite3")
+
+
+class LogSettings(_Group):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    """Everything the adapter can be told (SPEC §3)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    node_name: str = Field(default_factory=socket.gethostname)
+    mqtt: MqttSettings = MqttSettings()
+    kube: KubeSettings = KubeSettings()
+    mep: MepSettings = MepSettings()
+    api: ApiSettings = ApiSettings()
+    store: StoreSettings = StoreSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the CLI flags; the YAML file is appended by load_settings().
+        return (init_settings, env_settings)
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message is meant for a person."""
+
+
+_SECRET_FIELDS = {"password", "ak", "sk"}
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _flag_name(group: str | None, name: str) -> str:
+    return "--" + "-".join(p for p in (group, name) if p).replace("_", "-")
+
+
+def _groups() -> dict[str, type[BaseModel]]:
+    groups: dict[str, type[BaseModel]] = {}
+    for name, info in Settings.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            groups[name] = annotation
+    return groups
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and one flag per setting (``--mqtt-url``, ``--api-port``...)."""
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--node-name", dest="set__node_name", help="the KubeEdge node served")
+    for group, model in _groups().items():
+        for name, info in model.model_fields.items():
+            parser.add_argument(
+                _flag_name(group, name),
+                dest=f"set__{group}__{name}",
+                metavar="VALUE",
+                help=info.description
+                or f"{group}.{name} (env {ENV_PREFIX}{group.upper()}__{name.upper()})",
+            )
+
+
+def _flags_to_mapping(args: argparse.Namespace) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if not key.startswith("set__") or value is None:
+            continue
+        path = key.split("__")[1:]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        leaf = path[-1]
+        if leaf in ("callback_networks", "callback_deny_networks"):
+            node[leaf] = [v.strip() for v in str(value).split(",") if v.strip()]
+        else:
+            node[leaf] = value
+    return tree
+
+
+def load_settings(
+    args: argparse.Namespace | None = None,
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from file, environment and flags; raise SettingsError if invalid."""
+    file_values: dict[str, Any] = {}
+    path = config_file or (getattr(args, "config", None) if args is not None else None)
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"settings file {path} must hold a mapping at the top level")
+        file_values = loaded
+    flag_values = _flags_to_mapping(args) if args is not None else {}
+    if overrides:
+        flag_values = _deep_merge(flag_values, overrides)
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings]
+            if environ is None:
+                sources.append(env_settings)
+            else:
+                sources.append(_MappingEnvSource(settings_cls, environ))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=file_values))
+            return tuple(sources)
+
+    try:
+        return _Loaded(**flag_values)
+    except ValueError as exc:
+        raise SettingsError(_describe_validation_error(exc)) from exc
+
+
+class _MappingEnvSource(PydanticBaseSettingsSource):
+    """Environment variables from an explicit mapping (tests and embedding)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._values: dict[str, Any] = {}
+        for key, value in environ.items():
+            if not key.upper().startswith(ENV_PREFIX):
+                continue
+            path = key[len(ENV_PREFIX) :].lower().split("__")
+            node = self._values
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _describe_validation_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return f"invalid settings: {exc}"
+    lines = ["invalid settings:"]
+    for error in errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        env = ENV_PREFIX + "__".join(str(p).upper() for p in error.get("loc", ()))
+        where = f"{loc} ({env})" if loc else "settings"
+        lines.append(f"  {where}: {error.get('msg')}")
+    return "\n".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, with every secret replaced by ``***``."""
+
+    def walk(value: Any, key: str | None = None) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if key in _SECRET_FIELDS and value is not None:
+            return "***"
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    data = settings.model_dump(mode="python")
+    result = walk(data)
+    assert isinstance(result, dict)
+    return result
+
+
+def public_url(settings: Settings, bound_port: int | None = None) -> str:
+    """``MKA_API__PUBLIC_URL`` or ``http://<node ip>:<port>`` (SPEC §3)."""
+    if settings.api.public_url:
+        return settings.api.public_url.rstrip("/")
+    port = bound_port or settings.api.port
+    host = settings.api.host
+    if host in ("0.0.0.0", "::", ""):
+        host = _primary_address()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _primary_address() -> str:
+    """This host's address as other hosts would reach it, without sending anything."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return "127.0.0.1"
+    for info in infos:
+        address = str(info[4][0])
+        if not address.startswith("127."):
+            return address
+    return "127.0.0.1"
+
+
+def flag_help_names() -> Sequence[str]:
+    """Every settings flag, for documentation."""
+    names = ["--node-name"]
+    for group, model in _groups().items():
+        names.extend(_flag_name(group, name) for name in model.model_fields)
+    return names
