@@ -1,0 +1,1 @@
+"""Tests that drive the real kubernetes client against the fake API server."""
