@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -313,6 +314,13 @@ class _MappingEnvSource(PydanticBaseSettingsSource):
             node = self._values
             for part in path[:-1]:
                 node = node.setdefault(part, {})
+            stripped = value.strip()
+            if stripped.startswith(("[", "{")):
+                try:
+                    node[path[-1]] = json.loads(stripped)
+                    continue
+                except ValueError:
+                    pass
             node[path[-1]] = value
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
