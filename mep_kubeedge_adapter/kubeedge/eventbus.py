@@ -18,7 +18,7 @@ import contextlib
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiomqtt
@@ -98,6 +98,7 @@ class EventBusClient:
         self.edgecore_node: str | None = None
         self.last_sync_ms: int | None = None
         self.last_error: str | None = None
+        self._status_event = asyncio.Event()
 
     # ------------------------------------------------------------------ status
 
@@ -116,6 +117,21 @@ class EventBusClient:
             "lastSync": self.last_sync_ms,
             "lastError": self.last_error,
         }
+
+    def _status_changed(self) -> None:
+        self._status_event.set()
+        self._status_event = asyncio.Event()
+
+    async def wait_status(self, predicate: Callable[[dict[str, Any]], bool]) -> None:
+        """Wait until ``predicate(self.status())`` holds, woken by every status change."""
+        while not predicate(self.status()):
+            await self._status_event.wait()
+
+    def _set_responsive(self, responsive: bool) -> None:
+        if self.edgecore_responsive is not responsive:
+            self.edgecore_responsive = responsive
+            self._metrics.edgecore_responsive.set(1 if responsive else 0)
+            self._status_changed()
 
     # -------------------------------------------------------------- connection
 
@@ -156,6 +172,7 @@ class EventBusClient:
                     self._client = client
                     self.connected = True
                     self._metrics.mqtt_connected.set(1)
+                    self._status_changed()
                     self.last_error = None
                     backoff.reset()
                     log.info("eventbus_connected", broker=self._settings.url)
@@ -169,10 +186,10 @@ class EventBusClient:
 
     def _on_disconnect(self) -> None:
         self._client = None
-        if self.connected:
-            self.connected = False
+        self.connected = False
         self._metrics.mqtt_connected.set(0)
         self.synced.clear()
+        self._status_changed()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(
@@ -212,8 +229,7 @@ class EventBusClient:
     async def _sync_and_probe(self, client: aiomqtt.Client) -> None:
         backoff = Backoff(base=0.5, cap=self._settings.probe_interval)
         while not await self._full_sync(client):
-            self.edgecore_responsive = False
-            self._metrics.edgecore_responsive.set(0)
+            self._set_responsive(False)
             await asyncio.sleep(backoff.next_delay())
         while True:
             with contextlib.suppress(TimeoutError):
@@ -224,8 +240,7 @@ class EventBusClient:
             if members is None:
                 if was_responsive:
                     log.warning("edgecore_silent", node=self.edgecore_node or self._node)
-                self.edgecore_responsive = False
-                self._metrics.edgecore_responsive.set(0)
+                self._set_responsive(False)
                 continue
             if not was_responsive:
                 log.info("edgecore_answering_again")
@@ -245,8 +260,7 @@ class EventBusClient:
             self._metrics.syncs.labels("edgecore-silent").inc()
             log.warning("sync_failed", reason="EdgeCore did not answer membership/get")
             return False
-        self.edgecore_responsive = True
-        self._metrics.edgecore_responsive.set(1)
+        self._set_responsive(True)
         self._apply_members(members)
         complete = await self._fetch_twins(client, list(self._registry_eventbus_ids()))
         if not complete:
@@ -258,6 +272,7 @@ class EventBusClient:
         if not self.synced.is_set():
             log.info("eventbus_synced", devices=len(self._registry))
         self.synced.set()
+        self._status_changed()
         return True
 
     def _registry_eventbus_ids(self) -> list[DeviceId]:
