@@ -51,7 +51,7 @@ def test_parse_topic(topic: str, expected: ParsedTopic | None) -> None:
 
 def test_subscriptions_name_hw_topics_explicitly() -> None:
     for layout in ("auto", "namespaced", "legacy"):
-        filters = subscriptions(layout)  # type: ignore[arg-type]
+        filters = subscriptions(layout)
         assert all(f.startswith("$hw/events/") for f in filters)
         assert not any(f.startswith(("#", "+")) for f in filters)
     assert "$hw/events/device/+/+/twin/update/+" in subscriptions("namespaced")
