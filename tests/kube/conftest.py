@@ -14,12 +14,19 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from fakekube import FakeApiServer
 from kubernetes import client, watch
+
+# pytest puts tests/ on sys.path (rootdir conftest, no tests/__init__.py), so the fake is
+# the top-level package "fakekube" at run time; mypy, checking the "tests" package, knows it
+# as "tests.fakekube".
+if TYPE_CHECKING:
+    from tests.fakekube import FakeApiServer
+else:
+    from fakekube import FakeApiServer
 
 DATA = Path(__file__).parent / "data"
 GROUP = "devices.kubeedge.io"
