@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import re
 import uuid
@@ -13,6 +15,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from mep_kubeedge_adapter.emulators import edgecore as edgecore_module
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.edgecore import (
     DeviceTwinModule,
@@ -29,6 +32,7 @@ from .conftest import MqttProbe
 
 DATA = Path(__file__).parent / "data"
 CAPTURE = DATA / "edgecore-v1.23.1-capture.txt"
+DEMO_DEVICES = Path(__file__).parents[2] / "examples" / "demo-devices.yaml"
 REQUEST_SUFFIXES = (
     "/twin/update",
     "/twin/get",
@@ -464,3 +468,29 @@ def test_module_never_publishes_versions() -> None:
     outputs = module.handle(topic, payload)
     assert [p.topic for p in outputs] == [f"{T}/twin/update/document", f"{T}/twin/update/delta"]
     assert all(b"version" not in p.encode() for p in outputs)
+
+
+async def test_cli_run_serves_the_device_file(broker: MosquittoBroker, probe: MqttProbe) -> None:
+    parser = argparse.ArgumentParser()
+    edgecore_module.add_arguments(parser)
+    args = parser.parse_args(
+        ["--mqtt-url", broker.url, "--node-name", "lab", "--devices", str(DEMO_DEVICES)]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(edgecore_module.run(args, stop))
+    try:
+        while True:
+            await probe.publish("$hw/events/node/lab/membership/get", {"event_id": "cli"})
+            try:
+                _, body = await probe.next(timeout=0.5)
+                break
+            except TimeoutError:
+                continue  # not subscribed yet
+        assert [d["id"] for d in body["devices"]] == [
+            "default/pump-1",
+            "default/thermo-1",
+            "default/valve-1",
+        ]
+    finally:
+        stop.set()
+        await task
