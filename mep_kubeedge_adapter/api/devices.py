@@ -1,0 +1,277 @@
+"""Device, twin and model routes: decode the request, call a use case, encode the answer.
+
+The JSON shapes (``DeviceInfo``, ``TwinInfo``, ``DeviceModelInfo``) are produced only by the
+``*_json`` functions here; ``openapi.py`` describes the same shapes and the API tests check
+every response against that description.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+
+from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
+from mep_kubeedge_adapter.api.links import base_url
+from mep_kubeedge_adapter.api.problems import validation_detail
+from mep_kubeedge_adapter.domain import (
+    AdapterError,
+    Device,
+    DeviceId,
+    DeviceModel,
+    ErrorKind,
+    ModelId,
+    PropertySpec,
+    TwinValue,
+)
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.usecases import get_device, twin_etag, write_desired
+
+DEVICES = f"{API_BASE}/devices"
+DEVICE = f"{API_BASE}/devices/{{namespace}}/{{name}}"
+TWIN = f"{API_BASE}/devices/{{namespace}}/{{name}}/twin"
+MODELS = f"{API_BASE}/device_models"
+MODEL = f"{API_BASE}/device_models/{{namespace}}/{{name}}"
+
+PATCH_CONTENT_TYPES = ("application/merge-patch+json", "application/json")
+
+
+class TwinPatch(BaseModel):
+    """The body of ``PATCH .../twin``: new desired values, strings as in KubeEdge.
+
+    Merge-patch ``null`` (delete a desired value) is not something EdgeCore can do, so it is
+    refused like any other non-string value.
+    """
+
+    model_config = ConfigDict(extra="forbid", title="TwinPatch")
+
+    desired: dict[StrictStr, StrictStr]
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def rfc3339(milliseconds: int | None) -> str | None:
+    """Epoch milliseconds as RFC 3339 UTC text; ``None`` when absent or out of range."""
+    if milliseconds is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(milliseconds // 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    moment = moment.replace(microsecond=(milliseconds % 1000) * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _value_json(value: TwinValue) -> dict[str, str]:
+    body = {"value": value.value}
+    timestamp = rfc3339(value.timestamp)
+    if timestamp is not None:
+        body["timestamp"] = timestamp
+    return body
+
+
+def twin_json(device: Device, model: DeviceModel | None) -> dict[str, Any]:
+    """``TwinInfo``: the model's type when the model names the property, else the twin's."""
+    properties: dict[str, Any] = {}
+    for name in sorted(device.properties):
+        prop = device.properties[name]
+        spec = model.properties.get(name) if model is not None else None
+        entry: dict[str, Any] = {
+            "type": (spec.type if spec is not None else None) or prop.twin_type or "string"
+        }
+        if prop.reported is not None:
+            entry["reported"] = _value_json(prop.reported)
+        if prop.desired is not None:
+            entry["desired"] = _value_json(prop.desired)
+        properties[name] = entry
+    return {"properties": properties}
+
+
+def device_json(device: Device, model: DeviceModel | None, base: str) -> dict[str, Any]:
+    """``DeviceInfo`` with links under ``base`` (the caller's view of the service root)."""
+    href = f"{base}{API_BASE}/devices/{_segment(device.id.namespace)}/{_segment(device.id.name)}"
+    return {
+        "namespace": device.id.namespace,
+        "name": device.id.name,
+        "model": device.model,
+        "node": device.node,
+        "labels": dict(device.labels),
+        "state": device.state,
+        "lastOnlineTime": device.last_online,
+        "twin": twin_json(device, model),
+        "_links": {"self": {"href": href}, "twin": {"href": f"{href}/twin"}},
+    }
+
+
+def _property_spec_json(spec: PropertySpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "accessMode": spec.access_mode,
+        "unit": spec.unit,
+        "description": spec.description,
+        "minimum": spec.minimum,
+        "maximum": spec.maximum,
+    }
+
+
+def model_json(model: DeviceModel, base: str) -> dict[str, Any]:
+    """``DeviceModelInfo``: what an app needs to write a property (type, access mode, unit)."""
+    href = (
+        f"{base}{API_BASE}/device_models/{_segment(model.id.namespace)}/{_segment(model.id.name)}"
+    )
+    return {
+        "namespace": model.id.namespace,
+        "name": model.id.name,
+        "protocol": model.protocol,
+        "properties": [
+            _property_spec_json(model.properties[name]) for name in sorted(model.properties)
+        ],
+        "_links": {"self": {"href": href}},
+    }
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def _device_id(request: web.Request) -> DeviceId:
+    return DeviceId(request.match_info["namespace"], request.match_info["name"])
+
+
+def _label_filter(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AdapterError(ErrorKind.INVALID, f"label filter {item!r} is not key=value")
+        labels[key] = value
+    return labels
+
+
+def _matches(device: Device, query: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    if "namespace" in query and device.id.namespace != query["namespace"]:
+        return False
+    if "model" in query and device.model != query["model"]:
+        return False
+    if "state" in query and (device.state or "").lower() != query["state"].lower():
+        return False
+    return all(device.labels.get(key) == value for key, value in labels.items())
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """Weak comparison (RFC 9110 §8.8.3.2), as ``If-None-Match`` asks for."""
+    if header.strip() == "*":
+        return True
+    bare = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
+
+
+async def _read_patch(request: web.Request) -> TwinPatch:
+    if request.content_type not in PATCH_CONTENT_TYPES:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"send the patch as {' or '.join(PATCH_CONTENT_TYPES)}"
+        )
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdapterError(ErrorKind.INVALID, f"the body is not JSON: {exc}") from exc
+    try:
+        return TwinPatch.model_validate(body)
+    except ValidationError as exc:
+        raise AdapterError(ErrorKind.INVALID, validation_detail(exc)) from exc
+
+
+def _twin_response(registry: DeviceRegistry, device: Device) -> web.Response:
+    response = web.json_response(twin_json(device, registry.model_of(device)))
+    response.headers["ETag"] = twin_etag(device)
+    return response
+
+
+# ------------------------------------------------------------------ handlers
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    labels = _label_filter(request.query.getall("label", []))
+    base = base_url(request, deps.settings.api.public_url)
+    registry = deps.registry
+    return web.json_response(
+        [
+            device_json(device, registry.model_of(device), base)
+            for device in registry.devices()
+            if _matches(device, request.query, labels)
+        ]
+    )
+
+
+async def read_device(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    device = get_device(deps.registry, _device_id(request))
+    base = base_url(request, deps.settings.api.public_url)
+    return web.json_response(device_json(device, deps.registry.model_of(device), base))
+
+
+async def read_twin(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    device = get_device(deps.registry, _device_id(request))
+    etag = twin_etag(device)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and _etag_matches(if_none_match, etag):
+        return web.Response(status=304, headers={"ETag": etag})
+    return _twin_response(deps.registry, device)
+
+
+async def patch_twin(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    patch = await _read_patch(request)
+    device = await write_desired(
+        deps.registry,
+        deps.writer,
+        _device_id(request),
+        patch.desired,
+        if_match=request.headers.get("If-Match"),
+    )
+    return _twin_response(deps.registry, device)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    base = base_url(request, deps.settings.api.public_url)
+    namespace = request.query.get("namespace")
+    return web.json_response(
+        [
+            model_json(model, base)
+            for model in deps.registry.models()
+            if namespace is None or model.id.namespace == namespace
+        ]
+    )
+
+
+async def read_model(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    model_id = ModelId(request.match_info["namespace"], request.match_info["name"])
+    model = deps.registry.model(model_id)
+    if model is None:
+        raise AdapterError(ErrorKind.NOT_FOUND, f"no device model {model_id} on this node")
+    return web.json_response(model_json(model, base_url(request, deps.settings.api.public_url)))
+
+
+def add_routes(app: web.Application) -> None:
+    """GET routes without the implicit HEAD, so the OpenAPI document lists all there is."""
+    app.router.add_get(DEVICES, list_devices, allow_head=False)
+    app.router.add_get(DEVICE, read_device, allow_head=False)
+    app.router.add_get(TWIN, read_twin, allow_head=False)
+    app.router.add_patch(TWIN, patch_twin)
+    app.router.add_get(MODELS, list_models, allow_head=False)
+    app.router.add_get(MODEL, read_model, allow_head=False)

@@ -1,0 +1,522 @@
+"""``GET /openapi.json``: the API described as it is served (OpenAPI 3.1).
+
+The document is code, next to the encoders it describes, so a new field or route changes
+both in one commit; the API tests validate every response they receive against the served
+document, and a test compares its paths with the router's routes. Request bodies come from
+the pydantic models the handlers decode with, so a request schema cannot drift from the
+check that enforces it.
+
+``servers`` is the caller's own base URL (``links.base_url``): behind the MEP gateway the
+document points at ``https://<gateway>/<gwName>``, which is where the caller must send
+requests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from mep_kubeedge_adapter import __version__ as package_version
+from mep_kubeedge_adapter.api import devices, subscriptions
+from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
+from mep_kubeedge_adapter.api.links import base_url
+from mep_kubeedge_adapter.api.problems import PROBLEM_JSON, PROBLEM_TYPE_PREFIX
+
+PATH = "/openapi.json"
+SCHEMAS = "#/components/schemas/"
+
+Json = dict[str, Any]
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": SCHEMAS + name}
+
+
+def _nullable(schema: Json) -> Json:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _pydantic_schemas(model: type[BaseModel]) -> dict[str, Json]:
+    """A request model's JSON Schema, its ``$defs`` hoisted into the components."""
+    schema = model.model_json_schema(ref_template=SCHEMAS + "{model}", mode="validation")
+    found: dict[str, Json] = dict(schema.pop("$defs", {}))
+    found[model.model_config.get("title") or model.__name__] = schema
+    return found
+
+
+_LINK: Json = {
+    "type": "object",
+    "required": ["href"],
+    "properties": {"href": {"type": "string", "format": "uri"}},
+    "additionalProperties": False,
+}
+
+_TWIN_VALUE: Json = {
+    "type": "object",
+    "description": "One side of a twin property. Values are strings, as in KubeEdge.",
+    "required": ["value"],
+    "properties": {
+        "value": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+
+_TWIN_PROPERTY: Json = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "The DeviceModel's type as KubeEdge spells it (INT, FLOAT, DOUBLE, "
+            "STRING, BOOLEAN, BYTES, STREAM) when the model names the property, "
+            "else the twin's type (int, float, boolean, string).",
+        },
+        "reported": _ref("TwinValue"),
+        "desired": _ref("TwinValue"),
+    },
+    "additionalProperties": False,
+}
+
+_TWIN_INFO: Json = {
+    "type": "object",
+    "required": ["properties"],
+    "properties": {
+        "properties": {"type": "object", "additionalProperties": _ref("TwinPropertyInfo")}
+    },
+    "additionalProperties": False,
+}
+
+_DEVICE_INFO: Json = {
+    "type": "object",
+    "required": [
+        "namespace",
+        "name",
+        "model",
+        "node",
+        "labels",
+        "state",
+        "lastOnlineTime",
+        "twin",
+        "_links",
+    ],
+    "properties": {
+        "namespace": {"type": "string"},
+        "name": {"type": "string"},
+        "model": _nullable({"type": "string"}),
+        "node": _nullable({"type": "string"}),
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "state": _nullable(
+            {"type": "string", "description": "online, offline, ok, unknown, unhealthy"}
+        ),
+        "lastOnlineTime": _nullable({"type": "string", "description": "RFC 3339"}),
+        "twin": _ref("TwinInfo"),
+        "_links": {
+            "type": "object",
+            "required": ["self", "twin"],
+            "properties": {"self": _ref("Link"), "twin": _ref("Link")},
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
+_PROPERTY_SPEC: Json = {
+    "type": "object",
+    "required": ["name", "type", "accessMode", "unit", "description", "minimum", "maximum"],
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "description": "INT, FLOAT, DOUBLE, STRING, BOOLEAN..."},
+        "accessMode": _nullable({"type": "string", "description": "ReadWrite or ReadOnly"}),
+        "unit": _nullable({"type": "string"}),
+        "description": _nullable({"type": "string"}),
+        "minimum": _nullable({"type": "string"}),
+        "maximum": _nullable({"type": "string"}),
+    },
+    "additionalProperties": False,
+}
+
+_MODEL_INFO: Json = {
+    "type": "object",
+    "required": ["namespace", "name", "protocol", "properties", "_links"],
+    "properties": {
+        "namespace": {"type": "string"},
+        "name": {"type": "string"},
+        "protocol": _nullable({"type": "string"}),
+        "properties": {"type": "array", "items": _ref("DevicePropertySpec")},
+        "_links": {
+            "type": "object",
+            "required": ["self"],
+            "properties": {"self": _ref("Link")},
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
+_PROBLEM: Json = {
+    "type": "object",
+    "description": f"RFC 7807. ``type`` is ``{PROBLEM_TYPE_PREFIX}<kind>`` (not-found, invalid, "
+    "precondition-failed, upstream-rejected, upstream-timeout, unavailable, "
+    "not-implemented, unauthorized, too-large, unsupported-media-type, "
+    "method-not-allowed, internal...).",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string", "format": "uri-reference"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "format": "uri-reference"},
+        "requestId": {"type": "string", "description": "as echoed in X-Request-Id"},
+    },
+}
+
+_HEALTH: Json = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"const": "alive"}},
+}
+
+_READINESS: Json = {
+    "type": "object",
+    "description": "The state of the EventBus (MQTT, EdgeCore), the kube source and the MEP.",
+    "required": ["status"],
+    "properties": {"status": {"enum": ["ready", "not-ready"]}},
+    "additionalProperties": True,
+}
+
+_HEADERS: Json = {
+    "X-Request-Id": {
+        "description": "The caller's X-Request-Id, or one the adapter made; it is in every log "
+        "line about the request.",
+        "schema": {"type": "string"},
+    },
+    "ETag": {
+        "description": "Strong ETag of the twin's values and timestamps",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Location": {
+        "description": "The new subscription, as the caller reaches it",
+        "required": True,
+        "schema": {"type": "string", "format": "uri"},
+    },
+}
+
+
+def _header_refs(*names: str) -> Json:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in ("X-Request-Id", *names)}
+
+
+def _json(schema: Json, description: str, *headers: str) -> Json:
+    return {
+        "description": description,
+        "headers": _header_refs(*headers),
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def _problem(description: str) -> Json:
+    return {
+        "description": description,
+        "headers": _header_refs(),
+        "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
+    }
+
+
+_PROBLEMS: Mapping[str, str] = {
+    "400": "The request is malformed: bad JSON, a wrong shape, an unknown property, or a "
+    "value EdgeCore would refuse (nothing was published)",
+    "401": "No valid mepauth bearer token (only with MKA_API__AUTH=jwt)",
+    "404": "No such device, model or subscription",
+    "412": "If-Match does not match the twin's current ETag",
+    "413": "The body is larger than MKA_API__MAX_BODY",
+    "415": "The body's Content-Type is not one this operation reads",
+    "426": "This route only serves websocket upgrades",
+    "501": "The configured write path is not available here",
+    "502": "EdgeCore (or the kube API) refused the write",
+    "503": "EdgeCore's EventBus (or the subscription engine) is not available",
+    "504": "EdgeCore did not answer the write in time",
+}
+
+
+def _responses(ok: Mapping[str, Json], *problems: str) -> Json:
+    responses: Json = dict(ok)
+    for status in problems:
+        responses[status] = _problem(_PROBLEMS[status])
+    responses["default"] = _problem(
+        "Any other error (405 with Allow, 500 with a generic detail...), as problem+json"
+    )
+    return responses
+
+
+def _path_params(kind: str) -> list[Json]:
+    return [
+        {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": f"the {kind}'s name",
+        },
+    ]
+
+
+def _query(name: str, description: str) -> Json:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+_SUBSCRIPTION_ID: Json = {
+    "name": "subscription_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+_OPEN: list[Json] = []
+"""``security`` of the routes that never need a token."""
+
+
+def _paths() -> Json:
+    device_ops = {
+        devices.DEVICES: {
+            "get": {
+                "operationId": "listDevices",
+                "summary": "The node's devices, with their twins",
+                "parameters": [
+                    _query("namespace", "only devices in this namespace"),
+                    _query("model", "only devices of this DeviceModel"),
+                    _query("state", "only devices in this state (online, offline...)"),
+                    {
+                        "name": "label",
+                        "in": "query",
+                        "required": False,
+                        "style": "form",
+                        "explode": True,
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "description": "key=value; repeat for several labels (all must match)",
+                    },
+                ],
+                "responses": _responses(
+                    {"200": _json({"type": "array", "items": _ref("DeviceInfo")}, "Devices")},
+                    "400",
+                    "401",
+                ),
+            }
+        },
+        devices.DEVICE: {
+            "parameters": _path_params("device"),
+            "get": {
+                "operationId": "readDevice",
+                "summary": "One device with its twin",
+                "responses": _responses(
+                    {"200": _json(_ref("DeviceInfo"), "The device")}, "401", "404"
+                ),
+            },
+        },
+        devices.TWIN: {
+            "parameters": _path_params("device"),
+            "get": {
+                "operationId": "readTwin",
+                "summary": "A device's twin: reported and desired values per property",
+                "parameters": [
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "an ETag from an earlier read: 304 while unchanged",
+                    }
+                ],
+                "responses": _responses(
+                    {
+                        "200": _json(_ref("TwinInfo"), "The twin", "ETag"),
+                        "304": {
+                            "description": "The twin still has the ETag in If-None-Match",
+                            "headers": _header_refs("ETag"),
+                        },
+                    },
+                    "401",
+                    "404",
+                ),
+            },
+            "patch": {
+                "operationId": "writeDesired",
+                "summary": "Set desired values; answers once EdgeCore (or the kube API) accepted",
+                "parameters": [
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "write only if the twin still has this ETag (else 412)",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        media: {"schema": _ref("TwinPatch")}
+                        for media in devices.PATCH_CONTENT_TYPES
+                    },
+                },
+                "responses": _responses(
+                    {"200": _json(_ref("TwinInfo"), "The twin after the write", "ETag")},
+                    "400",
+                    "401",
+                    "404",
+                    "412",
+                    "413",
+                    "415",
+                    "501",
+                    "502",
+                    "503",
+                    "504",
+                ),
+            },
+        },
+        devices.MODELS: {
+            "get": {
+                "operationId": "listDeviceModels",
+                "summary": "The DeviceModels of the node's devices",
+                "parameters": [_query("namespace", "only models in this namespace")],
+                "responses": _responses(
+                    {"200": _json({"type": "array", "items": _ref("DeviceModelInfo")}, "Models")},
+                    "401",
+                ),
+            }
+        },
+        devices.MODEL: {
+            "parameters": _path_params("model"),
+            "get": {
+                "operationId": "readDeviceModel",
+                "summary": "One DeviceModel: property names, types, access modes, units",
+                "responses": _responses(
+                    {"200": _json(_ref("DeviceModelInfo"), "The model")}, "401", "404"
+                ),
+            },
+        },
+    }
+    return {**device_ops, **subscriptions.openapi_paths(_responses, _json, _SUBSCRIPTION_ID)}
+
+
+def _operations_paths() -> Json:
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Alive (never needs a token)",
+                "security": _OPEN,
+                "responses": _responses({"200": _json(_ref("Health"), "Alive")}),
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Ready once the EventBus is connected and the first sync is done",
+                "security": _OPEN,
+                "responses": _responses(
+                    {
+                        "200": _json(_ref("Readiness"), "Ready"),
+                        "503": _json(_ref("Readiness"), "Not ready; the body says why"),
+                    }
+                ),
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (never needs a token)",
+                "security": _OPEN,
+                "responses": _responses(
+                    {
+                        "200": {
+                            "description": "Prometheus text exposition format",
+                            "headers": _header_refs(),
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    }
+                ),
+            }
+        },
+        PATH: {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": _responses(
+                    {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}, "401"
+                ),
+            }
+        },
+    }
+
+
+@cache
+def _document(auth: bool) -> Json:
+    schemas: dict[str, Json] = {
+        "Problem": _PROBLEM,
+        "Link": _LINK,
+        "TwinValue": _TWIN_VALUE,
+        "TwinPropertyInfo": _TWIN_PROPERTY,
+        "TwinInfo": _TWIN_INFO,
+        "DeviceInfo": _DEVICE_INFO,
+        "DevicePropertySpec": _PROPERTY_SPEC,
+        "DeviceModelInfo": _MODEL_INFO,
+        "Health": _HEALTH,
+        "Readiness": _READINESS,
+        **_pydantic_schemas(devices.TwinPatch),
+        **subscriptions.openapi_schemas(_pydantic_schemas),
+    }
+    document: Json = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "KubeEdge device twins for MEC apps",
+            "version": package_version,
+            "description": "The devices of one KubeEdge edge node, their twins and models, "
+            "desired-value writes and change subscriptions, served behind "
+            f"EdgeGallery's MEP gateway. Base path {API_BASE}. Errors are "
+            "application/problem+json (RFC 7807).",
+        },
+        "paths": {**_paths(), **_operations_paths()},
+        "components": {"schemas": schemas, "headers": _HEADERS},
+    }
+    if auth:
+        document["components"]["securitySchemes"] = {
+            "mepauth": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An RS512 token from EdgeGallery's mepauth (POST /mep/token). "
+                "The websocket route also takes it as the subprotocol pair "
+                "'bearer, <token>' or as the access_token query parameter.",
+            }
+        }
+        document["security"] = [{"mepauth": []}]
+    return document
+
+
+def document(server_url: str, *, auth: bool) -> Json:
+    """The document with ``servers`` pointing at ``server_url``."""
+    doc = copy.deepcopy(_document(auth))
+    doc["servers"] = [{"url": server_url}]
+    return doc
+
+
+async def serve(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    doc = document(
+        base_url(request, deps.settings.api.public_url), auth=deps.settings.api.auth == "jwt"
+    )
+    return web.Response(text=json.dumps(doc), content_type="application/json")

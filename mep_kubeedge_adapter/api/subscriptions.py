@@ -1,0 +1,266 @@
+"""Subscription routes: create, list, read, delete, and websocket delivery.
+
+The subscription engine (``notify``) owns subscriptions, their store and delivery; these
+handlers decode, call it and encode. While no engine is wired in (``ApiDeps.subscriptions``
+is ``None``) the routes answer 503 problem+json, so the API's shape does not depend on it.
+
+The websocket route checks the subscription *before* upgrading, so an unknown id is a plain
+404 problem the client can read; after the upgrade the engine owns the socket (and its pings)
+until the subscription ends or the client leaves. Sockets still open at shutdown are closed with 1001
+(going away) in ``on_shutdown``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, web
+from pydantic import BaseModel, ValidationError
+
+from mep_kubeedge_adapter.api.auth import WEBSOCKET_BEARER_PROTOCOL
+from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
+from mep_kubeedge_adapter.api.links import base_url
+from mep_kubeedge_adapter.api.problems import validation_detail
+from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.notify.models import Subscription, SubscriptionRequest
+
+SUBSCRIPTIONS = f"{API_BASE}/subscriptions"
+SUBSCRIPTION = f"{API_BASE}/subscriptions/{{subscription_id}}"
+WEBSOCKET = f"{API_BASE}/subscriptions/{{subscription_id}}/websocket"
+
+
+class SubscriptionApi(Protocol):
+    """What the routes need from the subscription engine."""
+
+    async def create(self, request: SubscriptionRequest, *, base_url: str) -> Subscription: ...
+
+    async def get(self, subscription_id: str) -> Subscription: ...
+
+    async def list(self) -> list[Subscription]: ...
+
+    async def delete(self, subscription_id: str) -> None: ...
+
+    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]: ...
+
+    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None: ...
+
+
+OPEN_SOCKETS = web.AppKey("open_websockets", set[web.WebSocketResponse])
+
+
+def _engine(request: web.Request) -> SubscriptionApi:
+    engine = request.app[DEPS].subscriptions
+    if engine is None:
+        raise AdapterError(ErrorKind.UNAVAILABLE, "subscriptions are not available in this adapter")
+    return engine
+
+
+def _base(request: web.Request) -> str:
+    return base_url(request, request.app[DEPS].settings.api.public_url)
+
+
+async def _read_request(request: web.Request) -> SubscriptionRequest:
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="send the subscription as application/json")
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdapterError(ErrorKind.INVALID, f"the body is not JSON: {exc}") from exc
+    try:
+        return SubscriptionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise AdapterError(ErrorKind.INVALID, validation_detail(exc)) from exc
+
+
+async def create_subscription(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    body = await _read_request(request)
+    base = _base(request)
+    subscription = await engine.create(body, base_url=base)
+    answer = engine.to_json(subscription, base)
+    return web.json_response(
+        answer, status=201, headers={"Location": answer["_links"]["self"]["href"]}
+    )
+
+
+async def list_subscriptions(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    base = _base(request)
+    return web.json_response([engine.to_json(s, base) for s in await engine.list()])
+
+
+async def read_subscription(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    subscription = await engine.get(request.match_info["subscription_id"])
+    return web.json_response(engine.to_json(subscription, _base(request)))
+
+
+async def delete_subscription(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    await engine.delete(request.match_info["subscription_id"])
+    return web.Response(status=204)
+
+
+async def subscription_websocket(request: web.Request) -> web.StreamResponse:
+    engine = _engine(request)
+    subscription_id = request.match_info["subscription_id"]
+    subscription = await engine.get(subscription_id)
+    if not subscription.request_websocket_uri:
+        raise AdapterError(
+            ErrorKind.NOT_FOUND,
+            f"subscription {subscription_id} did not ask for websocket delivery "
+            "(requestWebsocketUri)",
+        )
+    ws = web.WebSocketResponse(protocols=(WEBSOCKET_BEARER_PROTOCOL,))
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPUpgradeRequired(
+            text="this route only serves websocket upgrades", headers={"Upgrade": "websocket"}
+        )
+    await ws.prepare(request)
+    sockets = request.app[OPEN_SOCKETS]
+    sockets.add(ws)
+    try:
+        await engine.serve_websocket(subscription_id, ws)
+    finally:
+        sockets.discard(ws)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets = app[OPEN_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"adapter shutting down")
+
+
+def add_routes(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = set()
+    app[OPEN_SOCKETS] = sockets
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_post(SUBSCRIPTIONS, create_subscription)
+    app.router.add_get(SUBSCRIPTIONS, list_subscriptions, allow_head=False)
+    app.router.add_get(SUBSCRIPTION, read_subscription, allow_head=False)
+    app.router.add_delete(SUBSCRIPTION, delete_subscription)
+    app.router.add_get(WEBSOCKET, subscription_websocket, allow_head=False)
+
+
+# ------------------------------------------------------------------ OpenAPI
+
+_LINKS: dict[str, Any] = {
+    "type": "object",
+    "required": ["self"],
+    "properties": {"self": {"$ref": "#/components/schemas/Link"}},
+}
+
+
+def openapi_schemas(
+    from_model: Callable[[type[BaseModel]], dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """The subscription schemas: the request as the engine's model decodes it, and the
+    subscription as ``to_json`` writes it."""
+    schemas = from_model(SubscriptionRequest)
+    schemas["SubscriptionRequest"]["anyOf"] = [
+        {
+            "required": ["callbackReference"],
+            "properties": {"callbackReference": {"type": "string"}},
+        },
+        {
+            "required": ["requestWebsocketUri"],
+            "properties": {"requestWebsocketUri": {"const": True}},
+        },
+    ]
+    schemas["SubscriptionInfo"] = {
+        "type": "object",
+        "required": ["id", "subscriptionType", "requestWebsocketUri", "_links"],
+        "properties": {
+            "id": {"type": "string"},
+            **schemas["SubscriptionRequest"]["properties"],
+            "websocketUri": {
+                "type": "string",
+                "format": "uri",
+                "description": "ws:// or wss:// URL of this subscription's websocket "
+                "(when requestWebsocketUri was true)",
+            },
+            "_links": _LINKS,
+        },
+    }
+    return schemas
+
+
+def openapi_paths(
+    responses: Callable[..., dict[str, Any]],
+    json_response: Callable[..., dict[str, Any]],
+    subscription_id: dict[str, Any],
+) -> dict[str, Any]:
+    """The subscription operations, built with ``openapi.py``'s response helpers."""
+    info = {"$ref": "#/components/schemas/SubscriptionInfo"}
+    return {
+        SUBSCRIPTIONS: {
+            "post": {
+                "operationId": "createSubscription",
+                "summary": "Subscribe to twin, state or membership changes",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/SubscriptionRequest"}
+                        }
+                    },
+                },
+                "responses": responses(
+                    {"201": json_response(info, "The new subscription", "Location")},
+                    "400",
+                    "401",
+                    "413",
+                    "415",
+                    "503",
+                ),
+            },
+            "get": {
+                "operationId": "listSubscriptions",
+                "summary": "All subscriptions",
+                "responses": responses(
+                    {"200": json_response({"type": "array", "items": info}, "Subscriptions")},
+                    "401",
+                    "503",
+                ),
+            },
+        },
+        SUBSCRIPTION: {
+            "parameters": [subscription_id],
+            "get": {
+                "operationId": "readSubscription",
+                "summary": "One subscription",
+                "responses": responses(
+                    {"200": json_response(info, "The subscription")}, "401", "404", "503"
+                ),
+            },
+            "delete": {
+                "operationId": "deleteSubscription",
+                "summary": "Remove a subscription",
+                "responses": responses({"204": {"description": "Removed"}}, "401", "404", "503"),
+            },
+        },
+        WEBSOCKET: {
+            "parameters": [subscription_id],
+            "get": {
+                "operationId": "subscriptionWebsocket",
+                "summary": "Websocket delivery of the subscription's notifications",
+                "description": "Upgrade to a websocket; each notification arrives as one "
+                "text message with the JSON of a callback notification. Clients that "
+                "cannot set Authorization may offer the subprotocols 'bearer, <token>' "
+                "or add ?access_token=<token>.",
+                "responses": responses(
+                    {"101": {"description": "Switching to the websocket protocol"}},
+                    "401",
+                    "404",
+                    "426",
+                    "503",
+                ),
+            },
+        },
+    }
