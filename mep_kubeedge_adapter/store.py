@@ -1,0 +1,351 @@
+"""Durable state: subscriptions and MP1 registrations, in one SQLite file (WAL).
+
+What lives here is what SPEC §6 promises survives a restart: every accepted
+subscription until it is deleted or expires, and the MP1 service instances the
+adapter registered (so stale ones can be removed at the next start).
+
+Sequence numbers
+    Each subscription's last assigned notification ``sequence`` is kept in memory
+    and written in batches (``flush_interval``, default one second, and on close),
+    never once per notification. Clients must never see a number twice, so the
+    store remembers whether it was closed cleanly: after a clean close numbering
+    continues at the next number; after a crash every subscription's sequence jumps
+    ahead by ``CRASH_SEQUENCE_GAP``, more than can be assigned between two flushes.
+    A restart may therefore skip numbers, and never reuses one.
+
+Schema
+    Versioned with ``PRAGMA user_version``; ``_MIGRATIONS[n]`` brings version ``n`` to
+    ``n + 1``. A file newer than this code is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+
+__all__ = [
+    "CRASH_SEQUENCE_GAP",
+    "Registration",
+    "StoreError",
+    "StoredSubscription",
+    "SubscriptionStore",
+]
+
+log = structlog.get_logger(__name__)
+
+CRASH_SEQUENCE_GAP = 1_000_000
+"""How far sequences jump after an unclean stop: above any count one flush interval can assign."""
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE subscriptions (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            base_url TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            expiry INTEGER,
+            sequence INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX subscriptions_expiry ON subscriptions (expiry) WHERE expiry IS NOT NULL",
+        """CREATE TABLE registrations (
+            ser_name TEXT PRIMARY KEY,
+            ser_instance_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL
+        )""",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class StoreError(AdapterError):
+    """The state file cannot be used (newer schema, not open)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.UNAVAILABLE, detail, title="State store unavailable")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSubscription:
+    """A subscription row. ``body`` is the request as JSON data; times are Unix ms."""
+
+    id: str
+    body: Mapping[str, Any]
+    base_url: str
+    created: int
+    expiry: int | None
+    sequence: int
+    """The last sequence number assigned (0: none yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """An MP1 service instance the adapter registered: ``kind`` and ``key`` say what it serves."""
+
+    ser_name: str
+    ser_instance_id: str
+    kind: str
+    key: str
+
+
+class SubscriptionStore:
+    """The SQLite state file. ``async with SubscriptionStore(path) as store: ...``.
+
+    Owns one connection and the task that flushes sequence numbers; ``close()``
+    flushes, marks the file as cleanly closed and closes the connection.
+    """
+
+    def __init__(self, path: Path | str, *, flush_interval: float = 1.0) -> None:
+        self._path = Path(path)
+        self._flush_interval = flush_interval
+        self._db: aiosqlite.Connection | None = None
+        self._dirty: dict[str, int] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> SubscriptionStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (creating if needed), migrate, and recover sequences after an unclean stop."""
+        if self._db is not None:
+            return
+        if str(self._path) != ":memory:":
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self._path)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await self._migrate(db)
+            await self._recover(db)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        self._flusher = asyncio.create_task(self._flush_loop(), name="store-sequence-flush")
+
+    async def close(self) -> None:
+        """Flush pending sequences, record a clean close, release the file."""
+        db = self._db
+        if db is None:
+            return
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        try:
+            await self.flush_sequences()
+            await db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('clean_close', '1')"
+            )
+            await db.commit()
+        finally:
+            self._db = None
+            await db.close()
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the state file has schema version {version}; this adapter knows up to "
+                f"{SCHEMA_VERSION}"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[step]:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version={step + 1}")
+            await db.commit()
+
+    @staticmethod
+    async def _recover(db: aiosqlite.Connection) -> None:
+        """Skip sequence numbers that may have been used but not flushed before a crash."""
+        async with db.execute("SELECT value FROM meta WHERE name = 'clean_close'") as cursor:
+            row = await cursor.fetchone()
+        clean = row is None or row[0] == "1"
+        if not clean:
+            await db.execute(
+                "UPDATE subscriptions SET sequence = sequence + ?", (CRASH_SEQUENCE_GAP,)
+            )
+            log.warning("store_recovered_unclean_stop", sequence_gap=CRASH_SEQUENCE_GAP)
+        await db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('clean_close', '0')")
+        await db.commit()
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("the state store is not open")
+        return self._db
+
+    # -------------------------------------------------------------- subscriptions
+
+    async def create(self, record: StoredSubscription) -> None:
+        db = self._conn()
+        await db.execute(
+            "INSERT INTO subscriptions (id, body, base_url, created, expiry, sequence) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                json.dumps(record.body, separators=(",", ":")),
+                record.base_url,
+                record.created,
+                record.expiry,
+                record.sequence,
+            ),
+        )
+        await db.commit()
+
+    async def get(self, subscription_id: str) -> StoredSubscription | None:
+        async with self._conn().execute(
+            "SELECT id, body, base_url, created, expiry, sequence FROM subscriptions WHERE id = ?",
+            (subscription_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else self._with_dirty(_subscription(row))
+
+    async def list(self) -> builtins.list[StoredSubscription]:
+        async with self._conn().execute(
+            "SELECT id, body, base_url, created, expiry, sequence FROM subscriptions "
+            "ORDER BY created, id"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._with_dirty(_subscription(row)) for row in rows]
+
+    async def delete(self, subscription_id: str) -> bool:
+        """Remove a subscription; False if there was none."""
+        db = self._conn()
+        self._dirty.pop(subscription_id, None)
+        cursor = await db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+        await db.commit()
+        return cursor.rowcount > 0
+
+    async def expire_before(self, timestamp: int) -> builtins.list[str]:
+        """Delete subscriptions whose expiry is at or before ``timestamp`` (ms); their ids."""
+        db = self._conn()
+        async with db.execute(
+            "SELECT id FROM subscriptions WHERE expiry IS NOT NULL AND expiry <= ?", (timestamp,)
+        ) as cursor:
+            ids = [str(row[0]) for row in await cursor.fetchall()]
+        if ids:
+            await db.executemany("DELETE FROM subscriptions WHERE id = ?", [(i,) for i in ids])
+            await db.commit()
+            for subscription_id in ids:
+                self._dirty.pop(subscription_id, None)
+        return ids
+
+    def note_sequence(self, subscription_id: str, sequence: int) -> None:
+        """Remember the last assigned sequence; written at the next flush. Never blocks."""
+        self._dirty[subscription_id] = sequence
+
+    async def flush_sequences(self) -> None:
+        """Write every sequence noted since the last flush in one transaction."""
+        if not self._dirty or self._db is None:
+            return
+        async with self._lock:
+            dirty, self._dirty = self._dirty, {}
+            try:
+                await self._db.executemany(
+                    "UPDATE subscriptions SET sequence = MAX(sequence, ?) WHERE id = ?",
+                    [(sequence, sid) for sid, sequence in dirty.items()],
+                )
+                await self._db.commit()
+            except BaseException:
+                for sid, sequence in dirty.items():
+                    self._dirty[sid] = max(sequence, self._dirty.get(sid, 0))
+                raise
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            try:
+                await self.flush_sequences()
+            except Exception as exc:
+                log.error("store_sequence_flush_failed", exc_info=exc)
+
+    def _with_dirty(self, record: StoredSubscription) -> StoredSubscription:
+        pending = self._dirty.get(record.id)
+        if pending is None or pending <= record.sequence:
+            return record
+        return StoredSubscription(
+            record.id, record.body, record.base_url, record.created, record.expiry, pending
+        )
+
+    # -------------------------------------------------------------- registrations
+
+    async def get_registration(self, ser_name: str) -> Registration | None:
+        async with self._conn().execute(
+            "SELECT ser_name, ser_instance_id, kind, key FROM registrations WHERE ser_name = ?",
+            (ser_name,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else Registration(*(str(v) for v in row))
+
+    async def list_registrations(self) -> builtins.list[Registration]:
+        async with self._conn().execute(
+            "SELECT ser_name, ser_instance_id, kind, key FROM registrations ORDER BY ser_name"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [Registration(*(str(v) for v in row)) for row in rows]
+
+    async def put_registration(self, registration: Registration) -> None:
+        db = self._conn()
+        await db.execute(
+            "INSERT OR REPLACE INTO registrations (ser_name, ser_instance_id, kind, key) "
+            "VALUES (?, ?, ?, ?)",
+            (
+                registration.ser_name,
+                registration.ser_instance_id,
+                registration.kind,
+                registration.key,
+            ),
+        )
+        await db.commit()
+
+    async def delete_registration(self, ser_name: str) -> bool:
+        db = self._conn()
+        cursor = await db.execute("DELETE FROM registrations WHERE ser_name = ?", (ser_name,))
+        await db.commit()
+        return cursor.rowcount > 0
+
+
+def _subscription(row: Any) -> StoredSubscription:
+    body = json.loads(row[1])
+    return StoredSubscription(
+        id=str(row[0]),
+        body=body if isinstance(body, dict) else {},
+        base_url=str(row[2]),
+        created=int(row[3]),
+        expiry=None if row[4] is None else int(row[4]),
+        sequence=int(row[5]),
+    )
