@@ -482,6 +482,11 @@ def _diff(before: TwinProperty | None, after: TwinProperty | None) -> PropertyCh
 
 
 def _value_changed(before: TwinValue | None, after: TwinValue | None) -> bool:
+    """A change worth an event: a value appeared, went or differs.
+
+    EdgeCore re-publishes every report even when the value is the same; the new
+    timestamp is stored, but subscribers are not told about a value they already have.
+    """
     if before is None or after is None:
         return before is not after
-    return before.value != after.value or before.timestamp != after.timestamp
+    return before.value != after.value

@@ -32,7 +32,7 @@ from .conftest import MqttProbe
 
 DATA = Path(__file__).parent / "data"
 CAPTURE = DATA / "edgecore-v1.23.1-capture.txt"
-DEMO_DEVICES = Path(__file__).parents[2] / "examples" / "demo-devices.yaml"
+DEMO_DEVICES = Path(__file__).parents[2] / "mep_kubeedge_adapter" / "demo_devices.yaml"
 REQUEST_SUFFIXES = (
     "/twin/update",
     "/twin/get",

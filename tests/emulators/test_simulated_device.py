@@ -24,7 +24,7 @@ from .conftest import MqttProbe
 
 PUMP = "$hw/events/device/default/pump-1"
 EDGECORE_VALUE = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,512}$")
-EXAMPLES = Path(__file__).parents[2] / "examples"
+DEMO_DEVICES = Path(__file__).parents[2] / "mep_kubeedge_adapter" / "demo_devices.yaml"
 
 
 def speed(value: str = "1000") -> PropertySpec:
@@ -95,7 +95,7 @@ async def test_csv_replay(broker: MosquittoBroker, probe: MqttProbe, tmp_path: P
 async def test_converges_with_the_edgecore_emulator(
     broker: MosquittoBroker, probe: MqttProbe
 ) -> None:
-    devices = load_devices(EXAMPLES / "demo-devices.yaml")
+    devices = load_devices(DEMO_DEVICES)
     async with (
         EdgeCoreEmulator(broker.host, broker.port, node_name="demo", devices=devices) as edgecore,
         SimulatedDevice(broker.host, broker.port, "default/pump-1", [speed()], rate=20) as pump,
@@ -118,7 +118,7 @@ async def test_cli_run_until_stopped(broker: MosquittoBroker, probe: MqttProbe) 
     args = parser.parse_args(
         [
             "--mqtt-url", broker.url,
-            "--spec", str(EXAMPLES / "demo-devices.yaml"),
+            "--spec", str(DEMO_DEVICES),
             "--device", "default/valve-1",
             "--rate", "20",
         ]
@@ -176,7 +176,7 @@ def test_bad_property_flags_are_explained(flag: str, message: str) -> None:
 
 
 def test_spec_files(tmp_path: Path) -> None:
-    spec = load_spec(EXAMPLES / "demo-devices.yaml", "default/pump-1")
+    spec = load_spec(DEMO_DEVICES, "default/pump-1")
     assert spec.rate == 0.5
     assert spec.apply_delay == 2
     assert [p.name for p in spec.properties] == ["speed"]
@@ -190,4 +190,4 @@ def test_spec_files(tmp_path: Path) -> None:
     assert spec.device_id == "default/thermo-9"
     assert spec.properties[0].params["max"] == "9"
     with pytest.raises(ValueError, match="no device"):
-        load_spec(EXAMPLES / "demo-devices.yaml", "default/nope")
+        load_spec(DEMO_DEVICES, "default/nope")

@@ -1,0 +1,243 @@
+"""``mep-kubeedge-adapter demo``: the whole chain on one machine, with no setup.
+
+Starts, in order: a private mosquitto on a free loopback port, the EdgeCore emulator
+serving the demo devices, one simulated device (mapper) per demo device, the MEP
+emulator, and the adapter itself. Then it prints the URLs and ready-to-paste curl
+lines, runs a tiny edge app that discovers the service through MP1 and reads a twin
+through the advertised URI, and prints one line per twin or state change until it
+is stopped (Ctrl-C, SIGTERM or ``--duration``). Everything stops in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+import aiohttp
+
+from mep_kubeedge_adapter.domain import (
+    ChangeEvent,
+    DeviceAdded,
+    DeviceRemoved,
+    StateChanged,
+    TwinChanged,
+)
+from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
+from mep_kubeedge_adapter.emulators.device import SimulatedDevice, load_spec
+from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator, load_devices
+from mep_kubeedge_adapter.emulators.mep import AppIdentity, MepEmulator
+from mep_kubeedge_adapter.service import Adapter
+from mep_kubeedge_adapter.settings import load_settings
+
+NODE = "demo-node"
+BASE = "/kubeedge_devices/v1"
+
+
+def demo_devices_file() -> Path:
+    """The device file the demo serves (shipped inside the package)."""
+    return Path(str(resources.files("mep_kubeedge_adapter").joinpath("demo_devices.yaml")))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.splitlines()[0] if __doc__ else None
+    parser.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    parser.add_argument(
+        "--api-port", type=int, default=8080, help="adapter API port (0 = any free port)"
+    )
+    parser.add_argument("--mep-port", type=int, default=0, help="MEP emulator port (0 = free)")
+    parser.add_argument("--devices", type=Path, default=None, help="device file to serve")
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+
+
+def _rfc3339(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def change_line(event: ChangeEvent) -> str | None:
+    """One human line per registry change (the demo's live view)."""
+    if isinstance(event, TwinChanged):
+        parts = []
+        for name, change in sorted(event.changes.items()):
+            if change.deleted:
+                parts.append(f"{name} deleted")
+                continue
+            if change.reported_changed and change.reported is not None:
+                before = change.previous_reported.value if change.previous_reported else "-"
+                parts.append(f"{name} reported {before} -> {change.reported.value}")
+            if change.desired_changed:
+                before = change.previous_desired.value if change.previous_desired else "-"
+                after = change.desired.value if change.desired else "-"
+                parts.append(f"{name} desired {before} -> {after}")
+        if not parts:
+            return None
+        return f"{_rfc3339(event.timestamp)}  {event.device}  " + ", ".join(parts)
+    if isinstance(event, StateChanged):
+        return f"{_rfc3339(event.timestamp)}  {event.device}  state {event.previous or '-'} -> {event.state}"
+    if isinstance(event, DeviceAdded):
+        return f"{_rfc3339(event.timestamp)}  {event.device.id}  added"
+    if isinstance(event, DeviceRemoved):
+        return f"{_rfc3339(event.timestamp)}  {event.device.id}  removed"
+    return None
+
+
+def banner(api: str, mep: str, identity: AppIdentity) -> str:
+    ws = api.replace("http://", "ws://", 1)
+    return f"""
+mep-kubeedge-adapter demo is running.
+
+  adapter API      {api}{BASE}
+  device console   {api}/console/
+  health / ready   {api}/healthz   {api}/readyz
+  metrics          {api}/metrics
+  OpenAPI          {api}/openapi.json
+  MEP emulator     {mep}   (app instance {identity.app_instance_id})
+
+Try:
+  curl -s {api}{BASE}/devices
+  curl -s -i {api}{BASE}/devices/default/thermo-1/twin
+  curl -s -X PATCH -H 'Content-Type: application/merge-patch+json' \\
+       -d '{{"desired": {{"speed": "1500"}}}}' {api}{BASE}/devices/default/pump-1/twin
+  curl -s -X POST -H 'Content-Type: application/json' \\
+       -d '{{"subscriptionType": "DeviceTwinChangeSubscription", "requestWebsocketUri": true}}' \\
+       {api}{BASE}/subscriptions
+  # then connect a websocket client to the websocketUri it returns, e.g.
+  # python -m aiohttp ... or: websocat {ws}{BASE}/subscriptions/<id>/websocket
+  curl -s {api}/readyz
+
+Live changes (Ctrl-C to stop):"""
+
+
+async def edge_app_check(mep_url: str, identity: AppIdentity, out: TextIO) -> None:
+    """What an edge app does: discover the service over MP1, then read a twin through it."""
+    from mep_kubeedge_adapter.mep.discovery import discover_endpoints
+
+    try:
+        uris = await discover_endpoints(
+            mep_url,
+            identity.app_instance_id,
+            identity.ak,
+            identity.sk,
+            category_id="kubeedge-device-management",
+        )
+    except Exception as exc:
+        print(f"edge app: MP1 discovery failed: {exc}", file=out)
+        return
+    if not uris:
+        print("edge app: MP1 discovery found no KubeEdge device service yet", file=out)
+        return
+    print(f"edge app: discovered {uris[0]} through MP1", file=out)
+    async with aiohttp.ClientSession() as session:
+        token = await _token(session, mep_url, identity)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with session.get(f"{uris[0]}/devices/default/thermo-1/twin", headers=headers) as resp:
+            body = await resp.text()
+            print(
+                f"edge app: GET …/devices/default/thermo-1/twin → {resp.status} {body[:200]}",
+                file=out,
+            )
+
+
+async def _token(session: aiohttp.ClientSession, mep_url: str, identity: AppIdentity) -> str | None:
+    from mep_kubeedge_adapter.mep.client import Mp1Client
+
+    async with Mp1Client(mep_url, identity.app_instance_id, identity.ak, identity.sk) as client:
+        return await client.token()
+
+
+async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    out = sys.stdout
+    devices_file: Path = args.devices or demo_devices_file()
+    devices = load_devices(devices_file)
+    async with AsyncExitStack() as stack:
+        broker = await stack.enter_async_context(MosquittoBroker())
+        await stack.enter_async_context(
+            EdgeCoreEmulator(broker.host, broker.port, node_name=NODE, devices=devices)
+        )
+        for device in devices:
+            device_id = f"{device.namespace}/{device.name}"
+            spec = load_spec(devices_file, device_id)
+            if not spec.properties:
+                continue
+            await stack.enter_async_context(
+                SimulatedDevice(
+                    broker.host,
+                    broker.port,
+                    device_id,
+                    spec.properties,
+                    rate=spec.rate or 1.0,
+                    apply_delay=spec.apply_delay or 0.0,
+                )
+            )
+        identity = AppIdentity.demo()
+        mep = await stack.enter_async_context(
+            MepEmulator("127.0.0.1", args.mep_port, identities=[identity])
+        )
+        state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mka-demo-")))
+        settings = load_settings(
+            overrides={
+                "node_name": NODE,
+                "mqtt": {"url": broker.url},
+                "api": {"host": "127.0.0.1", "port": args.api_port},
+                "store": {"path": str(state_dir / "state.sqlite3")},
+                "mep": {
+                    "url": mep.url,
+                    "app_instance_id": identity.app_instance_id,
+                    "ak": identity.ak,
+                    "sk": identity.sk,
+                },
+                "log": {"level": args.log_level, "format": "console"},
+            },
+            environ={},
+        )
+        adapter = await stack.enter_async_context(Adapter(settings))
+        await asyncio.wait_for(adapter.eventbus.synced.wait(), timeout=30)
+        api = f"http://127.0.0.1:{adapter.api_port}"
+        print(banner(api, mep.url, identity), file=out, flush=True)
+        for known in adapter.registry.devices():
+            props = ", ".join(
+                f"{name}={p.reported.value if p.reported else '-'}"
+                for name, p in sorted(known.properties.items())
+            )
+            print(f"  {known.id}: {props}", file=out)
+
+        def live(event: ChangeEvent) -> None:
+            line = change_line(event)
+            if line:
+                print(line, file=out, flush=True)
+
+        stack.callback(adapter.registry.subscribe(live))
+        await _wait_registered(adapter, timeout=10)
+        await edge_app_check(mep.url, identity, out)
+        await _wait_stop(stop, args.duration)
+        print("stopping…", file=out, flush=True)
+
+
+async def _wait_registered(adapter: Adapter, timeout: float) -> None:
+    """Give the MP1 registration a moment so the edge app can discover the service."""
+    ready = getattr(adapter, "mep_registered", None)
+    if isinstance(ready, asyncio.Event):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout)
+
+
+async def _wait_stop(stop: asyncio.Event, duration: float | None) -> None:
+    if duration is None:
+        await stop.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+
+
+__all__ = ["add_arguments", "change_line", "run"]
