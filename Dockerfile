@@ -1,0 +1,85 @@
+# syntax=docker/dockerfile:1
+#
+# mep-kubeedge-adapter image.
+#
+#   docker build -t mep-kubeedge-adapter:0.1.0 \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+#     --build-arg SOURCE="<URL of your source repository>" .
+#
+# Two stages: `build` installs the package and its dependencies into a virtual environment
+# (pip, wheels and any compiler stay there); the final stage copies only that environment onto
+# a fresh slim Python base and runs it as an unprivileged user. Both stages use the same base
+# image, so the interpreter the environment points at is the same in both.
+#
+# The entry point is the CLI; the default command is `run`. The same image runs the lab tools:
+#   docker run --rm mep-kubeedge-adapter simulate-device --help
+#   docker run --rm mep-kubeedge-adapter mep-emulator --host 0.0.0.0
+# and the sample edge app:
+#   docker run --rm --entrypoint python mep-kubeedge-adapter /opt/mka/examples/sample_app.py --help
+# The `demo` verb needs a mosquitto binary, which this image does not carry.
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/mka
+
+WORKDIR /src
+# Dependencies first, so that a code change does not re-download them.
+COPY pyproject.toml README.md ./
+COPY mep_kubeedge_adapter ./mep_kubeedge_adapter
+RUN /opt/mka/bin/pip install --upgrade pip setuptools wheel \
+ && /opt/mka/bin/pip install . \
+ && /opt/mka/bin/pip uninstall -y pip setuptools wheel \
+ && find /opt/mka -name '__pycache__' -type d -prune -exec rm -rf {} + \
+ && /opt/mka/bin/python -m compileall -q /opt/mka/lib
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=""
+
+LABEL org.opencontainers.image.title="mep-kubeedge-adapter" \
+      org.opencontainers.image.description="KubeEdge device twins as ETSI MEC 011 (MP1) services on the EdgeGallery MEP" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="mep-kubeedge-adapter" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+
+# A fixed numeric uid/gid: Kubernetes' runAsNonRoot can only verify numeric users.
+RUN groupadd --system --gid 10001 mka \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/mka --no-create-home \
+            --shell /usr/sbin/nologin mka \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/mka
+
+COPY --from=build /opt/mka /opt/mka
+COPY examples/sample_app.py examples/demo-devices.yaml /opt/mka/examples/
+
+ENV PATH=/opt/mka/bin:${PATH} \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MKA_STORE__PATH=/var/lib/mka/state.sqlite3
+
+USER 10001:10001
+WORKDIR /var/lib/mka
+VOLUME ["/var/lib/mka"]
+EXPOSE 8080
+
+# Docker and Compose use this; Kubernetes uses the probes in the manifests instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('MKA_API__PORT', '8080'); sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4).status == 200 else 1)"]
+
+ENTRYPOINT ["mep-kubeedge-adapter"]
+CMD ["run"]
