@@ -160,6 +160,8 @@ class Member:
     id: str
     name: str
     description: str | None
+    state: str | None = None
+    last_online: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,13 @@ def _member(raw: _Member) -> Member:
     topic_id = raw.id or raw.name
     if not topic_id:
         raise CodecError("membership device without id or name")
-    return Member(topic_id, raw.name or topic_id.rsplit("/", 1)[-1], raw.description)
+    return Member(
+        topic_id,
+        raw.name or topic_id.rsplit("/", 1)[-1],
+        raw.description,
+        raw.state or None,
+        raw.last_online or None,
+    )
 
 
 def _is_error(payload: bytes) -> bool:

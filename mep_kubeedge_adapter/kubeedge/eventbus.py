@@ -287,6 +287,12 @@ class EventBusClient:
                 listed[device_id] = member.description
         before = {d.id for d in self._registry.devices() if d.in_eventbus}
         self._registry.sync_membership(listed)
+        # EdgeCore lists the last reported state too; it is how a late joiner learns it.
+        for member in members.devices:
+            if member.state:
+                device_id = self._device_for_topic(member.id)
+                if device_id is not None:
+                    self._registry.apply_state(device_id, member.state, member.last_online)
         return [d for d in listed if d not in before]
 
     async def _fetch_twins(self, client: aiomqtt.Client, device_ids: list[DeviceId]) -> bool:
