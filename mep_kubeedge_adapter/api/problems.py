@@ -110,7 +110,7 @@ def validation_detail(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "Upgrade")
 
 
 @web.middleware
