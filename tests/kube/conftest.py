@@ -11,22 +11,24 @@ with :meth:`FakeApiServer.go_down`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client, watch
 
-# pytest puts tests/ on sys.path (rootdir conftest, no tests/__init__.py), so the fake is
-# the top-level package "fakekube" at run time; mypy, checking the "tests" package, knows it
-# as "tests.fakekube".
-if TYPE_CHECKING:
-    from tests.fakekube import FakeApiServer
-else:
-    from fakekube import FakeApiServer
+from mep_kubeedge_adapter.backoff import Backoff
+from mep_kubeedge_adapter.domain import ChangeEvent
+from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import KubeSettings
+from tests.fakekube import FakeApiServer
 
 DATA = Path(__file__).parent / "data"
 GROUP = "devices.kubeedge.io"
@@ -90,3 +92,95 @@ class WatchThread:
     async def join(self, within: float = 5.0) -> None:
         async with asyncio.timeout(within):
             await asyncio.to_thread(self._thread.join)
+
+
+# --------------------------------------------------------------------------------------------
+# the adapter's kube source against the fake
+
+
+NODE = "edge-1"
+
+
+class RegistryEvents:
+    """Records every registry change event and lets a test await a condition on them."""
+
+    def __init__(self, registry: DeviceRegistry) -> None:
+        self.events: list[ChangeEvent] = []
+        self._changed = asyncio.Event()
+        registry.subscribe(self._on_event)
+
+    def _on_event(self, event: ChangeEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds, re-checked after every change event."""
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@dataclass
+class RunningSource:
+    """A :class:`KubeSource` running as a task, with its registry, metrics and recorder."""
+
+    source: KubeSource
+    registry: DeviceRegistry
+    metrics: Metrics
+    recorded: RegistryEvents
+    task: asyncio.Task[None]
+
+    async def until_status(
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 5.0
+    ) -> None:
+        async with asyncio.timeout(within):
+            await self.source.wait_status(predicate)
+
+    async def synced(self) -> None:
+        """Every served resource listed and watched."""
+        await self.until_status(lambda s: s["synced"] and s["connected"])
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    async def stop(self, within: float = 5.0) -> None:
+        self.task.cancel()
+        async with asyncio.timeout(within):
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+StartSource = Callable[..., Awaitable[RunningSource]]
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(base=0.02, cap=0.2)
+
+
+@pytest.fixture
+async def start_source(fake_apiserver: FakeApiServer) -> AsyncIterator[StartSource]:
+    """Start a kube source (MetaServer-style plain HTTP) on the fake; stopped after the test.
+
+    Keyword arguments are ``KubeSettings`` fields; ``node`` is the node name.
+    """
+    running: list[RunningSource] = []
+
+    async def start(node: str = NODE, **kube: Any) -> RunningSource:
+        settings = KubeSettings(source="metaserver", url=fake_apiserver.url, **kube)
+        registry = DeviceRegistry()
+        metrics = Metrics()
+        recorded = RegistryEvents(registry)
+        source = KubeSource(settings, node, registry, metrics, backoff=fast_backoff)
+        task = asyncio.create_task(source.run(), name="kube")
+        started = RunningSource(source, registry, metrics, recorded, task)
+        running.append(started)
+        return started
+
+    yield start
+    for started in running:
+        await started.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -18,16 +18,9 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     decode_device_status,
     desired_value_patch,
 )
+from tests.fakekube.jsonpatch import PatchFailed, apply_json_patch
 
 from .conftest import load_yaml
-
-# pytest puts tests/ on sys.path (rootdir conftest, no tests/__init__.py), so the fake is
-# the top-level package "fakekube" at run time; mypy, checking the "tests" package, knows it
-# as "tests.fakekube".
-if TYPE_CHECKING:
-    from tests.fakekube.jsonpatch import PatchFailed, apply_json_patch
-else:
-    from fakekube.jsonpatch import PatchFailed, apply_json_patch
 
 G = "devices.kubeedge.io"
 

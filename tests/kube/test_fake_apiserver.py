@@ -7,21 +7,15 @@ client surfaces each case (what the adapter's kube source has to handle).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import urllib3
 from kubernetes import client, watch
 
-from .conftest import GROUP, WatchThread, load_yaml
+from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 
-# pytest puts tests/ on sys.path (rootdir conftest, no tests/__init__.py), so the fake is
-# the top-level package "fakekube" at run time; mypy, checking the "tests" package, knows it
-# as "tests.fakekube".
-if TYPE_CHECKING:
-    from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
-else:
-    from fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
+from .conftest import GROUP, WatchThread, load_yaml
 
 V = "v1beta1"
 NS = "default"
