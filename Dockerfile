@@ -65,7 +65,10 @@ RUN groupadd --system --gid 10001 mka \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/mka
 
 COPY --from=build /opt/mka /opt/mka
-COPY examples/sample_app.py examples/demo-devices.yaml /opt/mka/examples/
+# At fixed paths for the lab manifests: the demo device file (also inside the package) and the
+# sample edge app.
+COPY mep_kubeedge_adapter/demo_devices.yaml /opt/mka/share/demo_devices.yaml
+COPY examples/sample_app.py /opt/mka/examples/sample_app.py
 
 ENV PATH=/opt/mka/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
