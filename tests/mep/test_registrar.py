@@ -8,11 +8,14 @@ whose requests produced a schema violation.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from mep_kubeedge_adapter.backoff import Backoff
@@ -33,7 +36,8 @@ from mep_kubeedge_adapter.mep.registrar import (
 )
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
-from mep_kubeedge_adapter.settings import MepSettings
+from mep_kubeedge_adapter.service import Adapter
+from mep_kubeedge_adapter.settings import MepSettings, Settings
 
 from .conftest import ObservedMep, eventually
 
@@ -370,3 +374,56 @@ async def test_steady_state_calls_per_minute(mep: ObservedMep, producer: AppIden
         expected = steady_calls_per_minute(2, BEAT)
         assert mep.calls[LIVENESS] == mep.calls_total
         assert measured == pytest.approx(expected, rel=0.25)
+
+
+# ------------------------------------------------------------------ in the composition root
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_adapter_serves_while_mep_is_down_and_deregisters_on_stop(
+    mep: ObservedMep, producer: AppIdentity, tmp_path: Path
+) -> None:
+    settings = Settings(
+        node_name=NODE,
+        mqtt={"url": f"mqtt://127.0.0.1:{_closed_port()}"},
+        api={"host": "127.0.0.1", "port": 0},
+        store={"path": tmp_path / "state.sqlite3"},
+        mep=settings_for(mep, producer).model_dump(),
+    )
+    mep.down("close")
+    async with Adapter(settings) as adapter, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{adapter.api_port}"
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+        assert adapter.registrar is not None
+        registrar = adapter.registrar
+        await until(lambda: "failed" in registrar.status()["reason"])
+        async with http.get(f"{base}/readyz") as resp:
+            body = await resp.json()
+        assert body["mep"]["state"] == "connecting"
+        mep.up()
+        await until(lambda: registrar.state is MepState.REGISTERED, timeout=10)
+        services = {s["serName"]: s for s in mep.services()}
+        assert set(services) == {NODE_SERVICE, IOTS_SERVICE}
+        # The advertised endpoint is this adapter's API: the emulator's gateway reaches it.
+        gateway = services[NODE_SERVICE]["transportInfo"]["endpoint"]["uris"][0]
+        token = mep.issue_token(producer.app_instance_id)
+        async with http.get(
+            f"{gateway}/devices",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/readyz") as resp:
+            body = await resp.json()
+        assert body["mep"]["state"] == "registered"
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+        assert 'mka_mep_state{state="registered"} 1.0' in text
+        assert 'mka_mep_calls_total{operation="register",outcome="ok"} 2.0' in text
+    assert names(mep, producer) == []
