@@ -1,0 +1,146 @@
+"""B1 ingest: twin documents per second into the registry vs a bare aiomqtt subscriber.
+
+Method: the subscriber connects with a persistent session (clean_session false),
+subscribes and disconnects; a separate process publishes N QoS 1 twin documents,
+which mosquitto queues for it; the subscriber reconnects and drains the queue as
+fast as it can. The figure is N / (time from the first to the last message), so it
+measures what the subscriber absorbs, not how fast one publisher can publish.
+The bare subscriber parses each payload with ``json.loads``; the adapter decodes,
+validates and applies each document to its registry, which emits a change event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import aiomqtt
+
+from mep_kubeedge_adapter.domain import DeviceId
+from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
+from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import MqttSettings
+
+TOPIC = "$hw/events/device/+/+/twin/update/document"
+
+
+@dataclass
+class Rate:
+    messages: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+async def _publish(broker: MosquittoBroker, count: int, devices: int) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.publisher", broker.host, str(broker.port), str(count),
+        str(devices),
+    )
+    if await process.wait() != 0:
+        raise RuntimeError("publisher failed")
+
+
+def _persistent(client_id: str, broker: MosquittoBroker) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        broker.host, broker.port, identifier=client_id, clean_session=False,
+        max_queued_incoming_messages=0,
+    )
+
+
+async def bare_subscriber(broker: MosquittoBroker, count: int, devices: int) -> Rate:
+    async with _persistent("bench-bare", broker) as client:
+        await client.subscribe(TOPIC, qos=1)
+    await _publish(broker, count, devices)
+    received = 0
+    first = 0.0
+    async with _persistent("bench-bare", broker) as client:
+        async for message in client.messages:
+            if received == 0:
+                first = time.perf_counter()
+            payload = message.payload
+            assert isinstance(payload, bytes | bytearray)
+            json.loads(payload)
+            received += 1
+            if received == count:
+                break
+        elapsed = time.perf_counter() - first
+    return Rate(count, elapsed)
+
+
+class _PersistentEventBus(EventBusClient):
+    """The adapter's client with a persistent session, so the broker can queue for it."""
+
+    def __init__(self, broker: MosquittoBroker, registry: DeviceRegistry) -> None:
+        settings = MqttSettings(
+            url=broker.url, topic_layout="namespaced", probe_interval=3600, request_timeout=3600,
+            client_id="bench-adapter",
+        )
+        super().__init__(settings, "bench-node", registry, Metrics())
+        self._broker = broker
+
+    def _make_client(self) -> aiomqtt.Client:
+        return _persistent("bench-adapter", self._broker)
+
+
+async def adapter_ingest(broker: MosquittoBroker, count: int, devices: int) -> Rate:
+    registry = DeviceRegistry()
+    for index in range(devices):
+        registry.add_member(DeviceId("default", f"dev-{index}"))
+    seen = 0
+    done = asyncio.Event()
+    first = 0.0
+
+    def on_change(_event: object) -> None:
+        nonlocal seen, first
+        if seen == 0:
+            first = time.perf_counter()
+        seen += 1
+        if seen == count:
+            done.set()
+
+    registry.subscribe(on_change)
+
+    async def session(until: asyncio.Event | None) -> None:
+        eventbus = _PersistentEventBus(broker, registry)
+        task = asyncio.create_task(eventbus.run())
+        try:
+            await eventbus.wait_status(lambda s: s["mqtt"] == "connected")
+            if until is None:
+                # Subscriptions are sent right after CONNACK; a round trip settles them.
+                async with aiomqtt.Client(broker.host, broker.port) as probe:
+                    await probe.publish("bench/settle", b"", qos=1)
+            else:
+                await asyncio.wait_for(until.wait(), timeout=300)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    await session(None)
+    await _publish(broker, count, devices)
+    await session(done)
+    return Rate(count, time.perf_counter() - first if seen else 0.0)
+
+
+async def run(count: int = 50_000, devices: int = 100) -> dict[str, float]:
+    async with MosquittoBroker() as broker:
+        bare = await bare_subscriber(broker, count, devices)
+        adapter = await adapter_ingest(broker, count, devices)
+    return {
+        "messages": count,
+        "bare_per_s": bare.per_second,
+        "adapter_per_s": adapter.per_second,
+        "ratio": adapter.per_second / bare.per_second if bare.per_second else 0.0,
+    }
+
+
+if __name__ == "__main__":
+    print(asyncio.run(run()))
