@@ -11,8 +11,8 @@ from mep_kubeedge_adapter.store import (
     CRASH_SEQUENCE_GAP,
     SCHEMA_VERSION,
     Registration,
-    StoreError,
     StoredSubscription,
+    StoreError,
     SubscriptionStore,
 )
 

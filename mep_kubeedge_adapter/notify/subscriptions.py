@@ -1,0 +1,272 @@
+"""Subscriptions: the use cases behind ``/subscriptions`` (SPEC §4, §6).
+
+``SubscriptionService`` is what the API calls. It validates requests (callback
+URL scheme and addresses, expiry), keeps subscriptions in the ``SubscriptionStore``
+so they survive restarts, removes expired ones periodically, keeps the
+``mka_subscriptions`` gauge, and owns the ``NotificationDispatcher`` that
+delivers their notifications.
+
+Errors are ``AdapterError``: INVALID for a refused callback URL or a past expiry,
+NOT_FOUND for an unknown id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, get_args
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.notify.addresses import AddressPolicy, OwnAddresses
+from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
+from mep_kubeedge_adapter.notify.dispatcher import NotificationDispatcher
+from mep_kubeedge_adapter.notify.models import (
+    API_BASE_PATH,
+    FilteringCriteria,
+    Subscription,
+    SubscriptionRequest,
+    SubscriptionType,
+    TimeStamp,
+    subscription_href,
+)
+from mep_kubeedge_adapter.notify.websocket import POLICY_VIOLATION
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import ApiSettings
+from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
+
+__all__ = [
+    "DeliverySettings",
+    "FilteringCriteria",
+    "Subscription",
+    "SubscriptionRequest",
+    "SubscriptionService",
+    "SubscriptionType",
+    "TimeStamp",
+]
+
+log = structlog.get_logger(__name__)
+
+SUBSCRIPTION_TYPES: tuple[str, ...] = get_args(SubscriptionType)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SubscriptionService:
+    """Create, read, list and delete subscriptions; deliver their notifications.
+
+    ``start()`` loads the stored subscriptions and starts listening to the
+    registry; ``stop()`` ends delivery (the store is closed by its owner, after).
+    """
+
+    def __init__(
+        self,
+        store: SubscriptionStore,
+        registry: DeviceRegistry,
+        metrics: Metrics,
+        api: ApiSettings,
+        *,
+        delivery: DeliverySettings | None = None,
+        clock: Callable[[], int] = _now_ms,
+        expiry_interval: float = 2.0,
+        fallback_base_url: Callable[[], str] | None = None,
+        local_addresses: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._expiry_interval = expiry_interval
+        self._fallback_base_url = fallback_base_url or (lambda: "")
+        self._policy = AddressPolicy(
+            api.callback_networks, api.callback_deny_networks, local_addresses=local_addresses
+        )
+        self.dispatcher = NotificationDispatcher(
+            registry,
+            metrics,
+            self._policy,
+            settings=delivery,
+            on_sequence=store.note_sequence,
+            clock=clock,
+        )
+        self._subscriptions: dict[str, Subscription] = {}
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load stored subscriptions (dropping expired ones), then start delivery."""
+        now = self._clock()
+        for record in await self._store.list():
+            try:
+                request = SubscriptionRequest.model_validate(record.body)
+            except ValidationError as exc:
+                log.error(
+                    "stored_subscription_unreadable",
+                    subscription=record.id,
+                    errors=exc.errors(include_url=False, include_input=False),
+                )
+                continue
+            subscription = Subscription.from_request(
+                record.id, request, created=record.created, base_url=record.base_url
+            )
+            if subscription.expired(now):
+                await self._store.delete(record.id)
+                log.info("subscription_expired", subscription=record.id)
+                continue
+            self._subscriptions[record.id] = subscription
+            self.dispatcher.add(subscription, record.sequence)
+        self._update_gauge()
+        await self.dispatcher.start()
+        self._expiry_task = asyncio.create_task(self._expire_loop(), name="notify-expiry")
+        log.info("subscriptions_loaded", count=len(self._subscriptions))
+
+    async def stop(self) -> None:
+        """Stop expiring and delivering; in-flight callbacks get a short grace."""
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+            self._expiry_task = None
+        await self.dispatcher.stop()
+
+    async def close_websockets(self) -> None:
+        """Close every notification websocket with 1001 (before the API listener stops)."""
+        await self.dispatcher.close_websockets()
+
+    def set_own_addresses(self, addresses: OwnAddresses) -> None:
+        """The API listener's (host, port) pairs; no callback may point at them."""
+        self._policy.set_own_addresses(addresses)
+
+    # ------------------------------------------------------------------ use cases
+
+    async def create(
+        self, request: SubscriptionRequest, *, base_url: str | None = None
+    ) -> Subscription:
+        """Accept a subscription. ``base_url`` is the API base the caller used."""
+        if request.callbackReference is not None:
+            await self._policy.check_url(request.callbackReference)
+        now = self._clock()
+        expiry = request.expiryDeadline.millis if request.expiryDeadline else None
+        if expiry is not None and expiry <= now:
+            raise AdapterError(ErrorKind.INVALID, "expiryDeadline is in the past")
+        subscription = Subscription.from_request(
+            str(uuid.uuid4()),
+            request,
+            created=now,
+            base_url=base_url if base_url is not None else self._fallback_base_url(),
+        )
+        await self._store.create(
+            StoredSubscription(
+                id=subscription.id,
+                body=subscription.body(),
+                base_url=subscription.base_url,
+                created=now,
+                expiry=expiry,
+                sequence=0,
+            )
+        )
+        self._subscriptions[subscription.id] = subscription
+        self.dispatcher.add(subscription)
+        self._update_gauge()
+        log.info(
+            "subscription_created",
+            subscription=subscription.id,
+            type=subscription.subscription_type,
+            callback=subscription.callback_reference is not None,
+            websocket=subscription.request_websocket_uri,
+        )
+        return subscription
+
+    async def get(self, subscription_id: str) -> Subscription:
+        subscription = self._subscriptions.get(subscription_id)
+        if subscription is None or subscription.expired(self._clock()):
+            raise AdapterError(ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}")
+        return subscription
+
+    async def list(self) -> builtins.list[Subscription]:
+        """Live subscriptions, oldest first."""
+        now = self._clock()
+        return [s for s in self._subscriptions.values() if not s.expired(now)]
+
+    async def delete(self, subscription_id: str) -> None:
+        if self._subscriptions.pop(subscription_id, None) is None:
+            raise AdapterError(ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}")
+        self.dispatcher.remove(subscription_id)
+        await self._store.delete(subscription_id)
+        self._update_gauge()
+        log.info("subscription_deleted", subscription=subscription_id)
+
+    async def expire(self) -> builtins.list[str]:
+        """Remove every subscription whose expiry deadline has passed; their ids."""
+        now = self._clock()
+        expired = [sid for sid, s in self._subscriptions.items() if s.expired(now)]
+        for sid in expired:
+            del self._subscriptions[sid]
+            self.dispatcher.remove(sid, reason="subscription expired")
+        stored = await self._store.expire_before(now)
+        if expired or stored:
+            self._update_gauge()
+            log.info("subscriptions_expired", subscriptions=sorted(set(expired) | set(stored)))
+        return sorted(set(expired) | set(stored))
+
+    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]:
+        """The subscription as the API returns it, linked from ``base_url`` (SPEC §4)."""
+        body: dict[str, Any] = {"id": subscription.id, **subscription.body()}
+        body["_links"] = {"self": {"href": subscription_href(base_url, subscription.id)}}
+        if subscription.request_websocket_uri:
+            body["websocketUri"] = websocket_uri(base_url, subscription.id)
+        return body
+
+    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None:
+        """Deliver a subscription's notifications on a prepared websocket until it closes.
+
+        Returns when the client closes, the subscription goes away (close 1000) or
+        the adapter shuts down (close 1001). A subscription that does not exist or
+        did not ask for websocket delivery gets the socket closed with 1008; call
+        ``get()`` before upgrading to answer 404 instead.
+        """
+        subscription = self._subscriptions.get(subscription_id)
+        if subscription is None or not subscription.request_websocket_uri:
+            await ws.close(
+                code=POLICY_VIOLATION, message=b"no websocket delivery for this subscription"
+            )
+            return
+        if not await self.dispatcher.serve_websocket(subscription_id, ws):
+            await ws.close(code=POLICY_VIOLATION, message=b"subscription is gone")
+
+    # ------------------------------------------------------------------ internals
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval)
+            try:
+                await self.expire()
+            except Exception as exc:
+                log.error("subscription_expiry_failed", exc_info=exc)
+
+    def _update_gauge(self) -> None:
+        counts = dict.fromkeys(SUBSCRIPTION_TYPES, 0)
+        for subscription in self._subscriptions.values():
+            counts[subscription.subscription_type] += 1
+        for kind, count in counts.items():
+            self._metrics.subscriptions.labels(type=kind).set(count)
+
+
+def websocket_uri(base_url: str, subscription_id: str) -> str:
+    """``ws(s)://…/subscriptions/{id}/websocket`` for an ``http(s)://`` API base."""
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return f"{base}{API_BASE_PATH}/subscriptions/{subscription_id}/websocket"

@@ -1,0 +1,197 @@
+"""Websocket delivery: a subscription's notifications on every socket attached to it.
+
+Each attached socket has its own ``Backlog``, so a slow reader falls behind alone
+and is coalesced or trimmed by the same bounds as a callback. With no socket
+attached, a websocket-only subscription parks its notifications in one backlog
+(same bounds) and the next socket to attach receives them first; a subscription
+that also has a callback keeps nothing for absent sockets, the callback being its
+durable channel.
+
+Frames are JSON text, the same body as the callback POST. The socket is pinged
+whenever nothing was sent for ``heartbeat`` seconds, so idle intermediaries keep
+the connection and a dead peer is noticed. ``close()`` ends every socket with the
+given code: 1001 (going away) on shutdown, 1000 when the subscription is deleted
+or expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import WSCloseCode, web
+
+from mep_kubeedge_adapter.notify.backlog import Backlog, PushResult
+from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
+from mep_kubeedge_adapter.notify.models import Subscription
+from mep_kubeedge_adapter.notify.render import Notice, render
+from mep_kubeedge_adapter.observability import Metrics
+
+__all__ = ["WebsocketFanout"]
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "websocket"
+
+
+@dataclass(slots=True, eq=False)
+class _Attached:
+    backlog: Backlog
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class WebsocketFanout:
+    """The websockets attached to one subscription."""
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        settings: DeliverySettings,
+        metrics: Metrics,
+        *,
+        park: bool,
+        clock: Callable[[], int],
+    ) -> None:
+        self._subscription = subscription
+        self._settings = settings
+        self._metrics = metrics
+        self._park = park
+        self._clock = clock
+        self._parked: Backlog | None = self._new_backlog() if park else None
+        self._attached: list[_Attached] = []
+        self._closing: tuple[int, str] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        """Pending notices: parked ones, or the longest backlog of an attached socket."""
+        if self._attached:
+            return max(len(a.backlog) for a in self._attached)
+        return len(self._parked) if self._parked is not None else 0
+
+    @property
+    def sockets(self) -> int:
+        return len(self._attached)
+
+    def offer(self, notice: Notice) -> None:
+        """Queue a notice for every attached socket (or park it). Never blocks."""
+        if self._closing is not None:
+            return
+        if self._attached:
+            for attached in self._attached:
+                self._account(attached.backlog.push(notice))
+                attached.wake.set()
+        elif self._parked is not None:
+            self._account(self._parked.push(notice))
+
+    def close(self, code: int, message: str) -> None:
+        """Ask every attached socket to close with ``code``; later attachments are refused."""
+        if self._closing is None:
+            self._closing = (code, message)
+        for attached in self._attached:
+            attached.wake.set()
+
+    async def wait_closed(self) -> None:
+        """Return once no socket is attached any more."""
+        await self._idle.wait()
+
+    async def serve(self, ws: web.WebSocketResponse) -> None:
+        """Deliver on ``ws`` until the client closes it or ``close()`` is called."""
+        if self._closing is not None:
+            code, message = self._closing
+            await ws.close(code=code, message=message.encode())
+            return
+        if self._parked is not None and not self._attached:
+            attached = _Attached(self._parked)
+            self._parked = None
+        else:
+            attached = _Attached(self._new_backlog())
+        self._attached.append(attached)
+        self._idle.clear()
+        reader = asyncio.create_task(
+            _read_until_closed(ws), name=f"notify-websocket-read-{self._subscription.id}"
+        )
+        reader.add_done_callback(lambda _: attached.wake.set())
+        try:
+            await self._pump(ws, attached, reader)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._attached.remove(attached)
+            if self._park and not self._attached and self._closing is None:
+                self._parked = attached.backlog
+            else:
+                self._account(PushResult(dropped=len(attached.backlog.drain())))
+            if not self._attached:
+                self._idle.set()
+
+    async def _pump(
+        self, ws: web.WebSocketResponse, attached: _Attached, reader: asyncio.Task[None]
+    ) -> None:
+        subscription = self._subscription
+        while True:
+            if self._closing is not None:
+                code, message = self._closing
+                await ws.close(code=code, message=message.encode())
+                return
+            if reader.done() or ws.closed:
+                return
+            notice = attached.backlog.pop()
+            if notice is None:
+                attached.wake.clear()
+                try:
+                    await asyncio.wait_for(attached.wake.wait(), self._settings.heartbeat)
+                except TimeoutError:
+                    try:
+                        await ws.ping()
+                    except ConnectionError:
+                        return
+                continue
+            if subscription.expired(self._clock()):
+                self._account(PushResult(dropped=1))
+                continue
+            frame = json.dumps(render(notice, subscription.id, subscription.href))
+            try:
+                await ws.send_str(frame)
+            except ConnectionError:
+                self._account(PushResult(dropped=1))
+                return
+            self._metrics.notifications.labels(channel=CHANNEL, outcome="delivered").inc()
+
+    def _new_backlog(self) -> Backlog:
+        return Backlog(
+            coalesce_after=self._settings.coalesce_after,
+            max_pending=self._settings.max_pending,
+        )
+
+    def _account(self, result: PushResult) -> None:
+        if result.coalesced:
+            self._metrics.notifications.labels(channel=CHANNEL, outcome="coalesced").inc(
+                result.coalesced
+            )
+        if result.dropped:
+            self._metrics.notifications.labels(channel=CHANNEL, outcome="dropped").inc(
+                result.dropped
+            )
+            log.warning(
+                "notification_dropped",
+                channel=CHANNEL,
+                subscription=self._subscription.id,
+                count=result.dropped,
+            )
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    """Consume client frames (none are expected) so pings are answered and a close is seen."""
+    async for _message in ws:
+        pass
+
+
+GOING_AWAY = int(WSCloseCode.GOING_AWAY)
+NORMAL_CLOSURE = int(WSCloseCode.OK)
+POLICY_VIOLATION = int(WSCloseCode.POLICY_VIOLATION)

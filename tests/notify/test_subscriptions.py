@@ -1,0 +1,269 @@
+"""SubscriptionService: validation, CRUD, JSON, persistence, expiry, gauge."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.notify.subscriptions import (
+    FilteringCriteria,
+    SubscriptionRequest,
+    SubscriptionService,
+    TimeStamp,
+)
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import ApiSettings
+from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
+
+from .conftest import BASE_URL, THERMO, Clock, ServiceFactory, Sink, add_devices, report, sample
+
+TWIN = "DeviceTwinChangeSubscription"
+STATE = "DeviceStateChangeSubscription"
+
+
+def callback(url: str, kind: str = TWIN) -> SubscriptionRequest:
+    return SubscriptionRequest.model_validate({"subscriptionType": kind, "callbackReference": url})
+
+
+async def refused(service: SubscriptionService, url: str) -> str:
+    with pytest.raises(AdapterError) as caught:
+        await service.create(callback(url))
+    assert caught.value.kind is ErrorKind.INVALID
+    return caught.value.detail
+
+
+# ------------------------------------------------------------------ request model
+
+
+def test_request_needs_a_delivery_channel() -> None:
+    with pytest.raises(ValidationError, match="callbackReference"):
+        SubscriptionRequest.model_validate({"subscriptionType": TWIN})
+
+
+def test_request_refuses_unknown_fields_types_and_device_ids() -> None:
+    with pytest.raises(ValidationError):
+        SubscriptionRequest.model_validate(
+            {"subscriptionType": TWIN, "requestWebsocketUri": True, "extra": 1}
+        )
+    with pytest.raises(ValidationError):
+        SubscriptionRequest.model_validate(
+            {"subscriptionType": "Nope", "requestWebsocketUri": True}
+        )
+    with pytest.raises(ValidationError, match="namespace/name"):
+        FilteringCriteria(devices=["thermo-1"])
+
+
+# --------------------------------------------------------------- callback checks
+
+
+async def test_only_http_and_https_callbacks(service: SubscriptionService) -> None:
+    assert "http or https" in await refused(service, "ftp://127.0.0.1/notify")
+    assert "http or https" in await refused(service, "file:///etc/passwd")
+    assert "no host" in await refused(service, "http:///notify")
+
+
+async def test_link_local_callbacks_are_denied(service: SubscriptionService) -> None:
+    assert "denied" in await refused(service, "http://169.254.169.254/latest/meta-data")
+    assert "denied" in await refused(service, "http://[fe80::1]:8080/notify")
+    assert "denied" in await refused(service, "http://[::ffff:169.254.1.1]/notify")
+
+
+async def test_callbacks_must_stay_in_the_allowed_networks(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(api=ApiSettings(callback_networks=["10.0.0.0/8"]))
+    assert "outside" in await refused(service, "http://127.0.0.1:9000/notify")
+
+
+async def test_the_adapters_own_listener_is_refused(service: SubscriptionService) -> None:
+    service.set_own_addresses(lambda: [("0.0.0.0", 8080)])
+    assert "own listener" in await refused(service, "http://127.0.0.1:8080/notify")
+    assert "own listener" in await refused(service, "http://localhost:8080/notify")
+    assert "own listener" in await refused(service, "http://192.0.2.10:8080/notify")
+    assert "own listener" in await refused(service, "http://0.0.0.0:8080/notify")
+    await service.create(callback("http://127.0.0.1:8081/notify"))
+    service.set_own_addresses(lambda: [("127.0.0.1", 9000)])
+    assert "own listener" in await refused(service, "http://127.0.0.1:9000/")
+    await service.create(callback("http://127.0.0.1:8080/notify"))
+
+
+async def test_a_name_that_later_resolves_to_a_refused_address_is_not_followed(
+    service: SubscriptionService, registry: DeviceRegistry, sink: Sink, metrics: Metrics
+) -> None:
+    add_devices(registry)
+    await service.create(callback(f"http://localhost:{sink.port}/notify"))
+    consulted = asyncio.Event()
+
+    def own_addresses() -> list[tuple[str, int]]:
+        consulted.set()
+        return [("0.0.0.0", sink.port)]  # the sink's port is "ours" now
+
+    service.set_own_addresses(own_addresses)
+    report(registry, THERMO, 1, temperature="1")
+    await asyncio.wait_for(consulted.wait(), 3)  # the delivery client is resolving
+    service.set_own_addresses(lambda: [])
+    report(registry, THERMO, 2, temperature="2")
+    (received,) = await sink.wait_for(1)
+    assert received["sequence"] == 2
+    assert sink.attempts == 1
+    assert sample(metrics, "callback", "retried") == 0
+    assert sample(metrics, "callback", "dropped") == 1
+
+
+async def test_a_past_expiry_is_refused(service: SubscriptionService, clock: Clock) -> None:
+    request = SubscriptionRequest(
+        subscriptionType=TWIN,
+        requestWebsocketUri=True,
+        expiryDeadline=TimeStamp(seconds=clock.now // 1000 - 1),
+    )
+    with pytest.raises(AdapterError, match="past") as caught:
+        await service.create(request)
+    assert caught.value.kind is ErrorKind.INVALID
+
+
+# ------------------------------------------------------------------------- CRUD
+
+
+async def test_create_get_list_delete(service: SubscriptionService) -> None:
+    first = await service.create(callback("http://127.0.0.1:9/a"), base_url="http://gw/x")
+    second = await service.create(callback("http://127.0.0.1:9/b", STATE))
+    assert await service.get(first.id) == first
+    assert [s.id for s in await service.list()] == [first.id, second.id]
+    assert first.base_url == "http://gw/x"
+    assert second.base_url == BASE_URL
+    await service.delete(first.id)
+    with pytest.raises(AdapterError) as caught:
+        await service.get(first.id)
+    assert caught.value.kind is ErrorKind.NOT_FOUND
+    with pytest.raises(AdapterError) as caught:
+        await service.delete(first.id)
+    assert caught.value.kind is ErrorKind.NOT_FOUND
+    assert [s.id for s in await service.list()] == [second.id]
+
+
+async def test_to_json_links_and_websocket_uri(service: SubscriptionService) -> None:
+    request = SubscriptionRequest(
+        subscriptionType=TWIN,
+        callbackReference="http://127.0.0.1:9/n",
+        requestWebsocketUri=True,
+        filteringCriteria=FilteringCriteria(devices=["default/thermo-1"], properties=["t"]),
+        expiryDeadline=TimeStamp(seconds=1_900_000_000),
+    )
+    subscription = await service.create(request)
+    body = service.to_json(subscription, "https://mep-api-gw:8443/app")
+    sid = subscription.id
+    assert body == {
+        "id": sid,
+        "subscriptionType": TWIN,
+        "callbackReference": "http://127.0.0.1:9/n",
+        "requestWebsocketUri": True,
+        "filteringCriteria": {
+            "devices": ["default/thermo-1"],
+            "models": [],
+            "properties": ["t"],
+            "labels": {},
+        },
+        "expiryDeadline": {"seconds": 1_900_000_000, "nanoSeconds": 0},
+        "_links": {
+            "self": {"href": f"https://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/{sid}"}
+        },
+        "websocketUri": f"wss://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/{sid}/websocket",
+    }
+    plain = service.to_json(subscription, "http://10.0.0.1:8080/")
+    assert plain["websocketUri"].startswith("ws://10.0.0.1:8080/kubeedge_devices/v1/")
+    other = await service.create(callback("http://127.0.0.1:9/n"))
+    assert "websocketUri" not in service.to_json(other, "http://h")
+    assert SubscriptionRequest.model_validate(
+        {k: v for k, v in body.items() if k not in ("id", "_links", "websocketUri")}
+    ) == (request)
+
+
+async def test_gauge_counts_subscriptions_by_type(
+    service: SubscriptionService, metrics: Metrics
+) -> None:
+    def gauge(kind: str) -> float | None:
+        return metrics.registry.get_sample_value("mka_subscriptions", {"type": kind})
+
+    assert gauge(TWIN) == 0
+    one = await service.create(callback("http://127.0.0.1:9/a"))
+    await service.create(callback("http://127.0.0.1:9/b"))
+    await service.create(callback("http://127.0.0.1:9/c", STATE))
+    assert (gauge(TWIN), gauge(STATE)) == (2, 1)
+    await service.delete(one.id)
+    assert gauge(TWIN) == 1
+
+
+# ------------------------------------------------------------ persistence, expiry
+
+
+async def test_subscriptions_and_sequences_survive_a_restart(
+    tmp_path: Path,
+    service_factory: ServiceFactory,
+    registry: DeviceRegistry,
+    sink: Sink,
+) -> None:
+    add_devices(registry)
+    path = tmp_path / "restart.sqlite3"
+    store = SubscriptionStore(path, flush_interval=3600)
+    await store.open()
+    service = await service_factory(store_=store)
+    subscription = await service.create(callback(sink.url), base_url="https://gw/app")
+    for i in range(3):
+        report(registry, THERMO, 1 + i, temperature=str(i))
+    await sink.wait_for(3)
+    await service.stop()
+    await store.close()
+
+    async with SubscriptionStore(path) as reopened:
+        restarted = await service_factory(store_=reopened)
+        (loaded,) = await restarted.list()
+        assert loaded == subscription
+        assert loaded.base_url == "https://gw/app"
+        report(registry, THERMO, 10, temperature="10")
+        received = await sink.wait_for(4)
+        assert received[-1]["sequence"] == 4
+        assert received[-1]["_links"]["subscription"]["href"].startswith("https://gw/app/")
+        await restarted.stop()
+
+
+async def test_expire_removes_due_subscriptions(
+    service: SubscriptionService, store: SubscriptionStore, clock: Clock, metrics: Metrics
+) -> None:
+    due = await service.create(
+        SubscriptionRequest(
+            subscriptionType=TWIN,
+            requestWebsocketUri=True,
+            expiryDeadline=TimeStamp(seconds=clock.now // 1000 + 10),
+        )
+    )
+    kept = await service.create(callback("http://127.0.0.1:9/a"))
+    assert await service.expire() == []
+    clock.now += 10_001
+    with pytest.raises(AdapterError):
+        await service.get(due.id)  # already invisible
+    assert await service.expire() == [due.id]
+    assert await store.get(due.id) is None
+    assert [s.id for s in await service.list()] == [kept.id]
+    assert metrics.registry.get_sample_value("mka_subscriptions", {"type": TWIN}) == 1
+
+
+async def test_start_drops_expired_and_skips_unreadable_records(
+    store: SubscriptionStore, service_factory: ServiceFactory, clock: Clock
+) -> None:
+    body = {"subscriptionType": TWIN, "requestWebsocketUri": True}
+    past = {**body, "expiryDeadline": {"seconds": clock.now // 1000 - 1, "nanoSeconds": 0}}
+    await store.create(StoredSubscription("old", past, "http://gw", 1, clock.now - 1000, 0))
+    await store.create(
+        StoredSubscription("bad", {"subscriptionType": "X"}, "http://gw", 2, None, 0)
+    )
+    await store.create(StoredSubscription("good", body, "http://gw", 3, None, 7))
+    service = await service_factory()
+    assert [s.id for s in await service.list()] == ["good"]
+    assert service.dispatcher.sequence("good") == 7
+    assert await store.get("old") is None
+    assert await store.get("bad") is not None  # kept for a newer adapter that can read it

@@ -1,0 +1,219 @@
+"""Websocket delivery through a real aiohttp server and client on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+from mep_kubeedge_adapter.domain import DeviceId
+from mep_kubeedge_adapter.notify.subscriptions import (
+    SubscriptionRequest,
+    SubscriptionService,
+    TimeStamp,
+)
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
+
+from .conftest import FAST, THERMO, Clock, ServiceFactory, Sink, add_devices, report, sample
+
+TWIN = "DeviceTwinChangeSubscription"
+MEMBERSHIP = "DeviceMembershipChangeSubscription"
+
+
+@dataclass
+class WebsocketEndpoint:
+    """A tiny app that upgrades and hands the socket to ``serve_websocket``."""
+
+    service: SubscriptionService
+    session: aiohttp.ClientSession
+    port: int
+    attached: asyncio.Queue[None]
+
+    def url(self, subscription_id: str) -> str:
+        return f"http://127.0.0.1:{self.port}/subscriptions/{subscription_id}/websocket"
+
+    async def connect(self, subscription_id: str, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
+        """Connect, and return once the service has attached the socket."""
+        ws: aiohttp.ClientWebSocketResponse = await self.session.ws_connect(
+            self.url(subscription_id), **kwargs
+        )
+        await asyncio.wait_for(self.attached.get(), 3)
+        return ws
+
+
+async def _endpoint(service: SubscriptionService) -> AsyncIterator[WebsocketEndpoint]:
+    attached: asyncio.Queue[None] = asyncio.Queue()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        # Runs once serve_websocket first yields, i.e. after it attached the socket.
+        asyncio.get_running_loop().call_soon(attached.put_nowait, None)
+        await service.serve_websocket(request.match_info["sid"], ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/subscriptions/{sid}/websocket", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as session:
+        yield WebsocketEndpoint(service, session, port, attached)
+        await service.close_websockets()
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def endpoint(service: SubscriptionService) -> AsyncIterator[WebsocketEndpoint]:
+    async for value in _endpoint(service):
+        yield value
+
+
+async def receive_json(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    message = await asyncio.wait_for(ws.receive(), 3)
+    assert message.type is WSMsgType.TEXT, message
+    body = json.loads(message.data)
+    assert isinstance(body, dict)
+    return body
+
+
+def websocket_only(kind: str = TWIN, **extra: Any) -> SubscriptionRequest:
+    return SubscriptionRequest.model_validate(
+        {"subscriptionType": kind, "requestWebsocketUri": True, **extra}
+    )
+
+
+async def test_every_attached_socket_gets_every_notification(
+    endpoint: WebsocketEndpoint, service: SubscriptionService, registry: DeviceRegistry
+) -> None:
+    add_devices(registry)
+    subscription = await service.create(websocket_only(), base_url="http://gw")
+    async with (
+        await endpoint.connect(subscription.id) as first,
+        await endpoint.connect(subscription.id) as second,
+    ):
+        for i in range(3):
+            report(registry, THERMO, 1 + i, temperature=str(i))
+        for ws in (first, second):
+            bodies = [await receive_json(ws) for _ in range(3)]
+            assert [b["sequence"] for b in bodies] == [1, 2, 3]
+            assert bodies[0]["notificationType"] == "DeviceTwinChangeNotification"
+            assert bodies[0]["subscriptionId"] == subscription.id
+            assert bodies[2]["changes"]["temperature"]["reported"]["value"] == "2"
+            assert bodies[0]["_links"]["subscription"]["href"] == (
+                f"http://gw/kubeedge_devices/v1/subscriptions/{subscription.id}"
+            )
+
+
+async def test_notifications_wait_for_the_first_socket_within_the_bound(
+    service_factory: ServiceFactory, registry: DeviceRegistry, metrics: Metrics
+) -> None:
+    service = await service_factory(replace(FAST, coalesce_after=2, max_pending=3))
+    subscription = await service.create(websocket_only(MEMBERSHIP))
+    for i in range(10):
+        registry.upsert_spec(DeviceSpec(id=DeviceId("flood", f"d{i}")))
+        assert service.dispatcher.pending(subscription.id) <= 3
+    assert sample(metrics, "websocket", "dropped") == 7
+    async for endpoint in _endpoint(service):
+        async with await endpoint.connect(subscription.id) as ws:
+            bodies = [await receive_json(ws) for _ in range(3)]
+            assert [b["sequence"] for b in bodies] == [8, 9, 10]
+            assert [b["changeType"] for b in bodies] == ["ADDED"] * 3
+        assert sample(metrics, "websocket", "delivered") == 3
+
+
+async def test_shutdown_closes_sockets_going_away(
+    endpoint: WebsocketEndpoint, service: SubscriptionService
+) -> None:
+    subscription = await service.create(websocket_only())
+    async with await endpoint.connect(subscription.id) as ws:
+        closing = asyncio.create_task(service.close_websockets())
+        message = await asyncio.wait_for(ws.receive(), 3)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == aiohttp.WSCloseCode.GOING_AWAY
+        await asyncio.wait_for(closing, 3)
+        # Once shutting down, a new socket is turned away at once.
+        async with endpoint.session.ws_connect(endpoint.url(subscription.id)) as late:
+            message = await asyncio.wait_for(late.receive(), 3)
+            assert message.type is WSMsgType.CLOSE
+            assert message.data == aiohttp.WSCloseCode.GOING_AWAY
+
+
+async def test_deleting_the_subscription_closes_its_sockets(
+    endpoint: WebsocketEndpoint, service: SubscriptionService
+) -> None:
+    subscription = await service.create(websocket_only())
+    async with await endpoint.connect(subscription.id) as ws:
+        await service.delete(subscription.id)
+        message = await asyncio.wait_for(ws.receive(), 3)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == aiohttp.WSCloseCode.OK
+
+
+async def test_the_expiry_task_closes_sockets_of_expired_subscriptions(
+    service_factory: ServiceFactory, clock: Clock
+) -> None:
+    service = await service_factory(expiry_interval=0.01)
+    subscription = await service.create(
+        websocket_only(expiryDeadline=TimeStamp(seconds=clock.now // 1000 + 5))
+    )
+    async for endpoint in _endpoint(service):
+        async with await endpoint.connect(subscription.id) as ws:
+            clock.now += 6_000
+            message = await asyncio.wait_for(ws.receive(), 3)
+            assert message.type is WSMsgType.CLOSE
+            assert message.data == aiohttp.WSCloseCode.OK
+        assert await service.list() == []
+
+
+async def test_unknown_or_callback_only_subscriptions_are_refused(
+    endpoint: WebsocketEndpoint, service: SubscriptionService, sink: Sink
+) -> None:
+    callback_only = await service.create(
+        SubscriptionRequest(subscriptionType=TWIN, callbackReference=sink.url)
+    )
+    for sid in ("no-such-id", callback_only.id):
+        async with endpoint.session.ws_connect(endpoint.url(sid)) as ws:
+            message = await asyncio.wait_for(ws.receive(), 3)
+            assert message.type is WSMsgType.CLOSE
+            assert message.data == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
+async def test_idle_sockets_are_pinged(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(replace(FAST, heartbeat=0.05))
+    subscription = await service.create(websocket_only())
+    async for endpoint in _endpoint(service):
+        async with await endpoint.connect(subscription.id, autoping=False) as ws:
+            message = await asyncio.wait_for(ws.receive(), 3)
+            assert message.type is WSMsgType.PING
+            await ws.pong(message.data)
+
+
+async def test_callback_and_websocket_share_the_sequence(
+    endpoint: WebsocketEndpoint, service: SubscriptionService, registry: DeviceRegistry, sink: Sink
+) -> None:
+    add_devices(registry)
+    subscription = await service.create(
+        SubscriptionRequest(
+            subscriptionType=TWIN, callbackReference=sink.url, requestWebsocketUri=True
+        )
+    )
+    report(registry, THERMO, 1, temperature="0")  # no socket yet: the callback only
+    async with await endpoint.connect(subscription.id) as ws:
+        report(registry, THERMO, 2, temperature="1")
+        body = await receive_json(ws)
+        assert body["sequence"] == 2
+    received = await sink.wait_for(2)
+    assert [b["sequence"] for b in received] == [1, 2]
+    assert received[1] == body
