@@ -1,8 +1,9 @@
 """The composition root: builds every component, starts them in order, stops them in reverse.
 
-Start order: registry and metrics (in memory) → EventBus connection task → HTTP API
-listener. Stop order is the reverse, each step with a deadline, so a SIGTERM
-leaves nothing half-open.
+Start order: registry and metrics (in memory) → state store → subscriptions and
+notification delivery → EventBus connection task → HTTP API listener. Stop order is
+the reverse, each step with a deadline, so a SIGTERM leaves nothing half-open;
+notification websockets are closed (1001) first, so the listener does not wait for them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
+from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
-from mep_kubeedge_adapter.settings import Settings
+from mep_kubeedge_adapter.settings import Settings, public_url
+from mep_kubeedge_adapter.store import SubscriptionStore
 from mep_kubeedge_adapter.supervisor import Supervisor
 from mep_kubeedge_adapter.usecases import DesiredWriter, UnsupportedWriter
 
@@ -49,6 +52,14 @@ class Adapter:
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self.api_port: int | None = None
+        self.store = SubscriptionStore(settings.store.path)
+        self.subscriptions = SubscriptionService(
+            self.store,
+            self.registry,
+            self.metrics,
+            settings.api,
+            fallback_base_url=lambda: public_url(settings, self.api_port),
+        )
 
     # --------------------------------------------------------------- readiness
 
@@ -78,9 +89,21 @@ class Adapter:
         await self._stack.aclose()
 
     async def _start(self) -> None:
+        await self.store.open()
+        self._stack.push_async_callback(self._step, "store", self.store.close)
+        self.subscriptions.set_own_addresses(self._own_addresses)
+        await self.subscriptions.start()
+        self._stack.push_async_callback(self._step, "notifications", self.subscriptions.stop)
         self._stack.push_async_callback(self._step, "supervisor", self.supervisor.stop)
         self.supervisor.start("eventbus", self.eventbus.run)
         await self._start_api()
+        self._stack.push_async_callback(
+            self._step, "websockets", self.subscriptions.close_websockets
+        )
+
+    def _own_addresses(self) -> list[tuple[str, int]]:
+        """The API listener, which no callback may point at."""
+        return [(self.settings.api.host, self.api_port or self.settings.api.port)]
 
     async def _start_api(self) -> None:
         deps = ApiDeps(
