@@ -51,9 +51,6 @@ from mep_kubeedge_adapter.mep.models import KUBEEDGE_CATEGORY, to_ser_name
 
 log = logging.getLogger("sample_app")
 
-API_PREFIX = "/kubeedge_devices/v1"
-
-
 class SampleAppError(Exception):
     """A step failed; the message says which and why."""
 
@@ -176,7 +173,9 @@ class DeviceApi:
     def __init__(self, session: aiohttp.ClientSession, client: Mp1Client, base: str) -> None:
         self._session = session
         self._client = client
-        self.base = base if base.endswith(API_PREFIX) else base + API_PREFIX
+        # The registered endpoint is <adapter>/kubeedge_devices/v1, so the gateway URI that
+        # stands for it is already the API base: paths below are appended to it.
+        self.base = base.rstrip("/")
 
     async def call(self, method: str, path: str, body: Any = None,
                    expect: tuple[int, ...] = (200,)) -> Any:
