@@ -47,11 +47,18 @@ async def test_token_is_a_mepauth_jwt(
     assert mep.calls["POST /mep/token"] == 1
 
 
-async def test_bad_signature_is_rejected_then_locked(mep: MepEmulator, producer: AppIdentity) -> None:
+async def test_bad_signature_is_rejected_then_locked(
+    mep: MepEmulator, producer: AppIdentity
+) -> None:
     outcomes: list[tuple[str, str]] = []
     bad_sk = "A" * 64
-    async with Mp1Client(mep.url, producer.app_instance_id, producer.ak, bad_sk,
-                         on_call=lambda op, out: outcomes.append((op, out))) as bad:
+    async with Mp1Client(
+        mep.url,
+        producer.app_instance_id,
+        producer.ak,
+        bad_sk,
+        on_call=lambda op, out: outcomes.append((op, out)),
+    ) as bad:
         for _ in range(3):
             with pytest.raises(CredentialsRejected) as err:
                 await bad.token()
@@ -74,6 +81,7 @@ async def test_lock_expires(mep: MepEmulator, producer: AppIdentity) -> None:
             with pytest.raises(CredentialsRejected):
                 await bad.token()
     async with Mp1Client(mep.url, producer.app_instance_id, producer.ak, producer.sk) as good:
+
         async def attempt() -> bool:
             try:
                 await good.token()
@@ -92,9 +100,10 @@ async def test_unknown_ak_is_rejected(mep: MepEmulator) -> None:
 
 
 async def test_malformed_auth_header_is_400(mep: MepEmulator) -> None:
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{mep.url}/mep/token", headers={"Authorization": "SDK-HMAC-SHA256 nope"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{mep.url}/mep/token", headers={"Authorization": "SDK-HMAC-SHA256 nope"}) as resp,
+    ):
         assert resp.status == 400
         assert await resp.json() == "Bad auth header format"
 
@@ -141,10 +150,14 @@ async def test_emulator_rejects_non_etsi_body(mep: MepEmulator, client: Mp1Clien
     del body["transportInfo"]["security"]
     token = await client.token()
     url = f"{mep.url}/mep/mec_service_mgmt/v1/applications/{client.app_instance_id}/services"
-    async with aiohttp.ClientSession() as s, s.post(
-        url, data=json.dumps(body), headers={"Authorization": f"Bearer {token}",
-                                             "Content-Type": "application/json"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            url,
+            data=json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        ) as resp,
+    ):
         assert resp.status == 400
         assert resp.content_type == "text/plain"
         problem = json.loads(await resp.read())
@@ -159,9 +172,10 @@ async def test_edgegallery_limits(mep: MepEmulator, client: Mp1Client) -> None:
     url = f"{mep.url}/mep/mec_service_mgmt/v1/applications/{client.app_instance_id}/services"
     big = _service().to_request()
     big["transportInfo"]["description"] = "x" * 4100
-    async with aiohttp.ClientSession() as s, s.post(
-        url, data=json.dumps(big), headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url, data=json.dumps(big), headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
         assert resp.status == 400
         assert "request body too large" in (await resp.text())
     for _ in range(50):
@@ -182,8 +196,9 @@ async def test_missed_heartbeats_suspend_and_a_beat_revives(
     created = await client.register(_service())
     assert created.serInstanceId
     sid = created.serInstanceId
-    suspended = await eventually(lambda: client.get_service(sid),
-                                 lambda s: s.state is ServiceState.SUSPENDED)
+    suspended = await eventually(
+        lambda: client.get_service(sid), lambda s: s.state is ServiceState.SUSPENDED
+    )
     assert suspended.state is ServiceState.SUSPENDED
     await client.heartbeat(sid)
     assert (await client.get_service(sid)).state is ServiceState.ACTIVE
@@ -230,7 +245,11 @@ async def test_discovery_respects_required_services(
 
     async def find() -> list[str]:
         return await discover_endpoints(
-            mep.url, consumer.app_instance_id, consumer.ak, consumer.sk, ser_name=name,
+            mep.url,
+            consumer.app_instance_id,
+            consumer.ak,
+            consumer.sk,
+            ser_name=name,
             category_id="kubeedge-device-management",
         )
 
@@ -239,17 +258,21 @@ async def test_discovery_respects_required_services(
     uris = await find()
     assert len(uris) == 1
     assert uris[0].startswith(f"{mep.url}/{name}")
-    assert await discover_endpoints(
-        mep.url, consumer.app_instance_id, consumer.ak, consumer.sk, ser_name="nonexistent"
-    ) == []
+    assert (
+        await discover_endpoints(
+            mep.url, consumer.app_instance_id, consumer.ak, consumer.sk, ser_name="nonexistent"
+        )
+        == []
+    )
 
 
 async def test_gateway_proxies_with_bearer(
     mep: MepEmulator, client: Mp1Client, consumer: AppIdentity
 ) -> None:
     async def hello(request: web.Request) -> web.Response:
-        return web.json_response({"path": request.path,
-                                  "prefix": request.headers.get("X-Forwarded-Prefix")})
+        return web.json_response(
+            {"path": request.path, "prefix": request.headers.get("X-Forwarded-Prefix")}
+        )
 
     app = web.Application()
     app.router.add_get("/kubeedge_devices/v1/devices", hello)
@@ -266,8 +289,9 @@ async def test_gateway_proxies_with_bearer(
         async with aiohttp.ClientSession() as s:
             async with s.get(f"{gateway}/devices") as resp:
                 assert resp.status == 401
-            async with s.get(f"{gateway}/devices",
-                             headers={"Authorization": f"Bearer {token}"}) as resp:
+            async with s.get(
+                f"{gateway}/devices", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
                 assert resp.status == 200
                 data = await resp.json()
         assert data["path"] == "/kubeedge_devices/v1/devices"

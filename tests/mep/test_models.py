@@ -40,8 +40,10 @@ def test_node_service_info_matches_contract() -> None:
     body = json.loads(models.encode_service_info(info))
     assert body["serName"] == "kubeedge-devices-edge-1"
     assert body["serCategory"] == {
-        "href": "/kubeedge_devices/v1", "id": "kubeedge-device-management",
-        "name": "KubeEdge-Device-Management", "version": "v1",
+        "href": "/kubeedge_devices/v1",
+        "id": "kubeedge-device-management",
+        "name": "KubeEdge-Device-Management",
+        "version": "v1",
     }
     assert body["transportInfo"]["type"] == "REST_HTTP"
     assert body["transportInfo"]["protocol"] == "HTTP"
@@ -64,13 +66,25 @@ def test_body_guard_refuses_4096_bytes() -> None:
 
 def test_decode_edgegallery_reply_quirks() -> None:
     raw = {
-        "serInstanceId": "0bc92b06cc213d2ad8beda71bd0e1460", "serName": "x", "version": "1",
-        "state": "SUSPENDED", "serializer": "JSON", "scopeOfLocality": "MEC_HOST",
+        "serInstanceId": "0bc92b06cc213d2ad8beda71bd0e1460",
+        "serName": "x",
+        "version": "1",
+        "state": "SUSPENDED",
+        "serializer": "JSON",
+        "scopeOfLocality": "MEC_HOST",
         "transportInfo": {
-            "id": "r", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP", "version": "1.1",
+            "id": "r",
+            "name": "REST",
+            "type": "REST_HTTP",
+            "protocol": "HTTP",
+            "version": "1.1",
             "endpoint": {"uris": ["https://gw/x123"], "addresses": None, "alternative": None},
-            "security": {"oAuth2Info": {"grantTypes": ["OAUTH2_CLIENT_CREDENTIALS\uff0cOAUTH2_RESOURCE_OWNER"],
-                                        "tokenEndpoint": ""}},
+            "security": {
+                "oAuth2Info": {
+                    "grantTypes": ["OAUTH2_CLIENT_CREDENTIALS\uff0cOAUTH2_RESOURCE_OWNER"],
+                    "tokenEndpoint": "",
+                }
+            },
         },
         "livenessInterval": 60,
         "_links": {"self": {"liveness": "/mep/x/liveness"}, "appInstanceId": "a"},
@@ -100,7 +114,9 @@ def test_decode_rejects_bad_replies() -> None:
     with pytest.raises(Mp1DecodeError):
         models.decode_service_list(b'{"a": 1}')
     with pytest.raises(Mp1DecodeError):
-        models.decode_token_response(b'{"access_token": "t", "token_type": "Basic", "expires_in": 1}')
+        models.decode_token_response(
+            b'{"access_token": "t", "token_type": "Basic", "expires_in": 1}'
+        )
 
 
 def test_decode_error_body_flavours() -> None:

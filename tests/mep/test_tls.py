@@ -22,39 +22,58 @@ def _make_pki(tmp: Path) -> tuple[Path, Path, Path]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgegallery")]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("edgegallery")]),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("edgegallery")]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     ca_file, cert_file, key_file = tmp / "ca.pem", tmp / "srv.pem", tmp / "srv.key"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     assert ipaddress.ip_address("127.0.0.1")
     return ca_file, cert_file, key_file
 
@@ -66,14 +85,22 @@ async def test_tls_with_server_name_override(tmp_path: Path) -> None:
     ident = AppIdentity.generate()
     async with MepEmulator(ssl_context=context, identities=[ident]) as mep:
         assert mep.url.startswith("https://127.0.0.1:")
-        async with Mp1Client(mep.url, ident.app_instance_id, ident.ak, ident.sk,
-                             ca_file=str(ca_file), tls_server_name="edgegallery") as good:
+        async with Mp1Client(
+            mep.url,
+            ident.app_instance_id,
+            ident.ak,
+            ident.sk,
+            ca_file=str(ca_file),
+            tls_server_name="edgegallery",
+        ) as good:
             assert await good.list_services() == []
-        async with Mp1Client(mep.url, ident.app_instance_id, ident.ak, ident.sk,
-                             ca_file=str(ca_file)) as wrong_name:
+        async with Mp1Client(
+            mep.url, ident.app_instance_id, ident.ak, ident.sk, ca_file=str(ca_file)
+        ) as wrong_name:
             with pytest.raises(Unavailable, match=r"(?i)certificate|hostname"):
                 await wrong_name.list_services()
-        async with Mp1Client(mep.url, ident.app_instance_id, ident.ak, ident.sk,
-                             tls_server_name="edgegallery") as untrusted:
+        async with Mp1Client(
+            mep.url, ident.app_instance_id, ident.ak, ident.sk, tls_server_name="edgegallery"
+        ) as untrusted:
             with pytest.raises(Unavailable):
                 await untrusted.token()
