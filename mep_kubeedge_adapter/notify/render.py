@@ -215,7 +215,7 @@ def merge(older: Change, newer: Change, key: Hashable) -> tuple[Change | None, C
 
 
 def rfc3339(millis: int) -> str:
-    """Unix ms as RFC 3339 UTC with millisecond precision: ``2026-11-24T10:11:41.256Z``."""
+    """Unix ms as RFC 3339 UTC with millisecond precision: ``2026-11-25T21:11:41.256Z``."""
     moment = _EPOCH + timedelta(milliseconds=millis)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis % 1000:03d}Z"
 

@@ -107,7 +107,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(ops=operations, coalesce_after=st.integers(0, 6), extra=st.integers(0, 6))
 def test_bounds_order_and_latest_values_hold(
     ops: list[tuple[str, int, frozenset[str] | set[str]]], coalesce_after: int, extra: int
