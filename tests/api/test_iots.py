@@ -238,7 +238,7 @@ class Iots:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         async with self.session.request(method, f"{self.url}{path}", **kwargs) as resp:
-            body = await resp.json(content_type=None) if resp.status != 204 else None
+            body: Any = await resp.json(content_type=None) if resp.status != 204 else None
             if resp.status >= 400:
                 assert resp.content_type == "application/problem+json"
                 check(PROBLEM, body)
