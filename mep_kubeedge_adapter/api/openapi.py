@@ -256,15 +256,22 @@ def _responses(ok: Mapping[str, Json], *problems: str) -> Json:
     return responses
 
 
-def _path_params(kind: str) -> list[Json]:
+def _path_params(kind: str, example: str) -> list[Json]:
     return [
-        {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "namespace",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+            "example": "default",
+        },
         {
             "name": "name",
             "in": "path",
             "required": True,
             "schema": {"type": "string"},
             "description": f"the {kind}'s name",
+            "example": example,
         },
     ]
 
@@ -318,7 +325,7 @@ def _paths() -> Json:
             }
         },
         devices.DEVICE: {
-            "parameters": _path_params("device"),
+            "parameters": _path_params("device", "thermo-1"),
             "get": {
                 "operationId": "readDevice",
                 "summary": "One device with its twin",
@@ -328,7 +335,7 @@ def _paths() -> Json:
             },
         },
         devices.TWIN: {
-            "parameters": _path_params("device"),
+            "parameters": _path_params("device", "thermo-1"),
             "get": {
                 "operationId": "readTwin",
                 "summary": "A device's twin: reported and desired values per property",
@@ -368,7 +375,10 @@ def _paths() -> Json:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        media: {"schema": _ref("TwinPatch")}
+                        media: {
+                            "schema": _ref("TwinPatch"),
+                            "example": {"desired": {"setpoint": "22"}},
+                        }
                         for media in devices.PATCH_CONTENT_TYPES
                     },
                 },
@@ -399,7 +409,7 @@ def _paths() -> Json:
             }
         },
         devices.MODEL: {
-            "parameters": _path_params("model"),
+            "parameters": _path_params("model", "thermometer"),
             "get": {
                 "operationId": "readDeviceModel",
                 "summary": "One DeviceModel: property names, types, access modes, units",

@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from aiohttp import web
@@ -57,6 +58,8 @@ _KIND_BY_STATUS: Mapping[int, str] = {
 
 INTERNAL_DETAIL = "the adapter failed unexpectedly; the log has the details under this request id"
 
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
 REQUEST_ID = web.RequestKey("request_id", str)
 """Set by the request-id middleware; problems carry it so callers can quote it."""
 
@@ -80,7 +83,7 @@ def problem_response(
         "title": title or _phrase(status),
         "status": status,
         "detail": detail,
-        "instance": request.path,
+        "instance": _instance(request),
     }
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
@@ -92,6 +95,11 @@ def problem_response(
         headers=headers,
     )
     return response
+
+
+def _instance(request: web.Request) -> str:
+    """The request path as a URI reference: percent-encoded, whatever the caller sent."""
+    return quote(request.path.encode("utf-8", "surrogatepass"), safe=_PATH_SAFE)
 
 
 def _phrase(status: int) -> str:

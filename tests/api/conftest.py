@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ from mep_kubeedge_adapter.domain import (
     PropertySpec,
     TwinValue,
 )
+from mep_kubeedge_adapter.notify.models import Subscription, SubscriptionRequest, subscription_href
+from mep_kubeedge_adapter.notify.subscriptions import websocket_uri
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
 from mep_kubeedge_adapter.settings import ApiSettings, Settings
@@ -141,6 +144,49 @@ class RecordingWriter:
 
     def fail_with(self, kind: ErrorKind, detail: str) -> None:
         self.failure = AdapterError(kind, detail)
+
+
+class InMemorySubscriptions:
+    """A subscription engine without a store, delivery or name resolution.
+
+    For fuzzing: the real engine resolves callback host names, and generated names must
+    not leave this machine as DNS queries.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, Subscription] = {}
+
+    async def create(self, request: SubscriptionRequest, *, base_url: str) -> Subscription:
+        subscription = Subscription.from_request(
+            uuid.uuid4().hex, request, created=NOW_MS, base_url=base_url
+        )
+        self._items[subscription.id] = subscription
+        return subscription
+
+    async def get(self, subscription_id: str) -> Subscription:
+        try:
+            return self._items[subscription_id]
+        except KeyError:
+            raise AdapterError(
+                ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}"
+            ) from None
+
+    async def list(self) -> list[Subscription]:
+        return list(self._items.values())
+
+    async def delete(self, subscription_id: str) -> None:
+        await self.get(subscription_id)
+        del self._items[subscription_id]
+
+    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": subscription.id, **subscription.body()}
+        body["_links"] = {"self": {"href": subscription_href(base_url, subscription.id)}}
+        if subscription.request_websocket_uri:
+            body["websocketUri"] = websocket_uri(base_url, subscription.id)
+        return body
+
+    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None:
+        await ws.close()
 
 
 # --------------------------------------------------------------- keys, tokens
