@@ -112,6 +112,7 @@ class Adapter:
             metrics=self.metrics,
             readiness=self.readiness,
             writer=self.writer,
+            subscriptions=self.subscriptions,
         )
         runner = web.AppRunner(create_app(deps), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
