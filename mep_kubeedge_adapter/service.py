@@ -20,6 +20,7 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
+from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
 from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
@@ -60,6 +61,17 @@ class Adapter:
             settings.api,
             fallback_base_url=lambda: public_url(settings, self.api_port),
         )
+        self.registrar: Registrar | None = None
+        if settings.mep.url:
+            self.registrar = Registrar(
+                settings.mep,
+                settings.node_name,
+                self.registry,
+                self.metrics,
+                lambda: public_url(settings, self.api_port),
+            )
+        else:
+            self.metrics.mep_state.labels(MepState.DISABLED.value).set(1)
 
     # --------------------------------------------------------------- readiness
 
@@ -71,7 +83,9 @@ class Adapter:
             "eventbus": eventbus,
             "devices": len(self.registry),
             "kube": {"source": self.settings.kube.source},
-            "mep": {"state": "disabled" if not self.settings.mep.url else "unknown"},
+            "mep": self.registrar.status()
+            if self.registrar is not None
+            else {"state": MepState.DISABLED.value},
         }
         return ready, detail
 
@@ -100,6 +114,22 @@ class Adapter:
         self._stack.push_async_callback(
             self._step, "websockets", self.subscriptions.close_websockets
         )
+        if self.registrar is not None:
+            # After the listener (the advertised URIs must answer); stopped first, so the
+            # MP1 deregistration happens while the API still serves.
+            self.supervisor.start("mep-registrar", self.registrar.run)
+            self._stack.push_async_callback(self._stop_registrar)
+
+    async def _stop_registrar(self) -> None:
+        """Deregister every MP1 instance within ``MKA_MEP__DEREGISTER_TIMEOUT``."""
+        if self.registrar is None:
+            return
+        try:
+            await self.registrar.shutdown()
+        except Exception as exc:
+            log.error("shutdown_step_failed", step="mep", exc_info=exc)
+        else:
+            log.info("stopped", step="mep", left=len(self.registrar.registered()))
 
     def _own_addresses(self) -> list[tuple[str, int]]:
         """The API listener, which no callback may point at."""
