@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import base_url
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import (
+    TWIN_KEY_PATTERN,
     AdapterError,
     Device,
     DeviceId,
@@ -41,6 +42,12 @@ MODEL = f"{API_BASE}/device_models/{{namespace}}/{{name}}"
 PATCH_CONTENT_TYPES = ("application/merge-patch+json", "application/json")
 
 
+TwinKey = Annotated[str, StringConstraints(strict=True, pattern=TWIN_KEY_PATTERN.pattern)]
+TwinText = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-zA-Z0-9\-_.,:/@#]{0,512}$")]
+"""EdgeCore's character rules (``domain.check_twin_value``), stated in the schema too; the
+type rules (int, float, boolean) depend on the twin and are checked by the use case."""
+
+
 class TwinPatch(BaseModel):
     """The body of ``PATCH .../twin``: new desired values, strings as in KubeEdge.
 
@@ -50,7 +57,9 @@ class TwinPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="TwinPatch")
 
-    desired: dict[StrictStr, StrictStr]
+    desired: dict[TwinKey, TwinText] = Field(
+        min_length=1, json_schema_extra={"additionalProperties": False}
+    )
 
 
 # ------------------------------------------------------------------ encoding
