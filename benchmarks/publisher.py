@@ -11,6 +11,7 @@ import sys
 import time
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def document(device: int, seq: int) -> tuple[str, bytes]:
@@ -39,7 +40,7 @@ def document(device: int, seq: int) -> tuple[str, bytes]:
 
 def main() -> int:
     host, port, count, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect(host, port)
