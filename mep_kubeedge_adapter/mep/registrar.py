@@ -362,6 +362,8 @@ class Registrar:
     async def run(self) -> None:
         """Register, beat and follow the registry until :meth:`shutdown`; then deregister."""
         self._done.clear()
+        self._resync_needed = True
+        self._dirty = True
         unsubscribe = self._registry.subscribe(self._on_change)
         try:
             async with self._client_factory() as client:
