@@ -70,6 +70,7 @@ class DeviceSpec:
     protocol: str | None = None
     declared_properties: Iterable[str] = ()
     desired: Mapping[str, TwinValue] | None = None
+    """All desired values of the CR (a CR value missing here is cleared); ``None``: unknown."""
     reported: Mapping[str, TwinValue] | None = None
     state: str | None = None
     last_online: str | None = None
@@ -300,6 +301,11 @@ class DeviceRegistry:
                 properties[name] = replace(prop, declared=False)
         for name in declared:
             properties.setdefault(name, TwinProperty(name=name, declared=True))
+        if spec.desired is not None:
+            # The CR is the whole truth about its desired values: one it dropped goes.
+            for name, prop in properties.items():
+                if _from_kube(prop.desired) and name not in spec.desired:
+                    properties[name] = replace(prop, desired=None)
         for name, value in (spec.desired or {}).items():
             prop = properties.get(name) or TwinProperty(name=name, declared=name in declared)
             if _newer(value, prop.desired):

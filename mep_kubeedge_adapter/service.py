@@ -20,6 +20,7 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
+from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
 from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
@@ -45,11 +46,20 @@ class Adapter:
         self.eventbus = EventBusClient(
             settings.mqtt, settings.node_name, self.registry, self.metrics
         )
-        self.writer: DesiredWriter = (
-            self.eventbus
-            if settings.api.write_path == "eventbus"
-            else UnsupportedWriter("the kube write path needs a kube source (MKA_KUBE__SOURCE)")
+        self.kube: KubeSource | None = (
+            KubeSource(settings.kube, settings.node_name, self.registry, self.metrics)
+            if settings.kube.source != "none"
+            else None
         )
+        self.writer: DesiredWriter
+        if settings.api.write_path == "eventbus":
+            self.writer = self.eventbus
+        elif self.kube is not None:
+            self.writer = self.kube.writer
+        else:
+            self.writer = UnsupportedWriter(
+                "the kube write path needs a kube source (MKA_KUBE__SOURCE)"
+            )
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self.api_port: int | None = None
@@ -82,7 +92,9 @@ class Adapter:
         detail: dict[str, Any] = {
             "eventbus": eventbus,
             "devices": len(self.registry),
-            "kube": {"source": self.settings.kube.source},
+            "kube": self.kube.status()
+            if self.kube is not None
+            else {"source": self.settings.kube.source},
             "mep": self.registrar.status()
             if self.registrar is not None
             else {"state": MepState.DISABLED.value},
@@ -110,6 +122,8 @@ class Adapter:
         self._stack.push_async_callback(self._step, "notifications", self.subscriptions.stop)
         self._stack.push_async_callback(self._step, "supervisor", self.supervisor.stop)
         self.supervisor.start("eventbus", self.eventbus.run)
+        if self.kube is not None:
+            self.supervisor.start("kube", self.kube.run)
         await self._start_api()
         self._stack.push_async_callback(
             self._step, "websockets", self.subscriptions.close_websockets

@@ -1,0 +1,1110 @@
+"""The kube source: Device, DeviceModel and DeviceStatus CRs into the registry, and CR writes.
+
+How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
+
+1. discovery picks the API version: ``v1beta1`` if served, else ``v1alpha2`` (KubeEdge <= 1.14);
+   ``devicestatuses`` is watched only where it is served (KubeEdge >= 1.23). Where discovery
+   documents are not served (some MetaServer builds), a one-item list of each resource decides;
+2. list (paged), then watch from the list's resourceVersion with bookmarks; a watch that ends
+   (server timeout, dropped connection) is resumed from the last resourceVersion seen;
+3. ``410 Gone`` re-lists. The new list is diffed against what was applied: objects gone from it
+   are deleted, objects whose resourceVersion changed are applied again, the rest are skipped,
+   so a re-list produces no duplicated and no lost change events;
+4. every failure waits on the service's backoff policy before the next try; a resource that is
+   no longer served (404) triggers a new discovery.
+
+The ``kubernetes`` client is synchronous. Lists, gets and writes run in worker threads
+(``asyncio.to_thread``); each watch runs in a thread of the source's own pool and hands its
+events to the event loop with ``call_soon_threadsafe``, so the registry is only ever touched
+on the loop thread, in the order the API server sent the events. Stopping cuts each watch's
+socket (``Watch.stop``); every request has a connect and read timeout, every watch a
+server-side timeout, so shutdown takes seconds at most.
+
+What goes into the registry:
+
+- Devices bound to this node (v1beta1 ``spec.nodeName``; v1alpha2 ``nodeSelector``), or any
+  node with ``all_nodes``: labels, model, protocol, declared properties, desired values;
+- reported values and state from ``DeviceStatus`` where it is served, else from the Device's
+  ``status.twins`` (KubeEdge <= 1.22; on 1.23+ those are leftovers that are no longer updated);
+- DeviceModels: property types, access modes, descriptions.
+
+Timestamps: the registry keeps the newer of a CR value and an EventBus value. Reported values
+carry cloudcore's ``metadata.timestamp``; a desired value without one is stamped with the time
+the adapter first saw that value in the CR (a change of the CR is a new desired value; seeing
+the same value again keeps its stamp, so re-lists change nothing).
+
+Invalid CRs are logged and counted (``mka_kube_events{outcome="invalid"}``) and skipped; the
+last valid state of that object stays applied.
+
+Writes (:class:`KubeDesiredWriter`, :meth:`KubeSource.create_device`, ``replace_device``,
+``delete_device``) raise :class:`~mep_kubeedge_adapter.domain.AdapterError`:
+``NOT_FOUND`` (404), ``INVALID`` (unknown property, a body the API server refuses),
+``CONFLICT`` (retries exhausted, an existing name, a stale resourceVersion), ``FORBIDDEN``
+(the adapter's identity may not write), ``UNAVAILABLE`` (API server unreachable),
+``UPSTREAM_TIMEOUT`` and ``UPSTREAM_REJECTED`` (anything else the server answered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+import urllib3
+from kubernetes import client, watch
+
+from mep_kubeedge_adapter.backoff import Backoff
+from mep_kubeedge_adapter.domain import (
+    AdapterError,
+    DeviceId,
+    DeviceModel,
+    ErrorKind,
+    ModelId,
+    PropertySpec,
+    TwinValue,
+)
+from mep_kubeedge_adapter.kubeedge.crds import (
+    API_GROUP,
+    SUPPORTED_VERSIONS,
+    DeviceCR,
+    DeviceModelCR,
+    DeviceStatusCR,
+    InvalidCR,
+    UnknownProperty,
+    decode_device,
+    decode_device_model,
+    decode_device_status,
+    desired_value_patch,
+)
+from mep_kubeedge_adapter.kubeedge.kubeclient import (
+    CONNECT_TIMEOUT,
+    KubeClientError,
+    build_api_client,
+    describe_host,
+)
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
+from mep_kubeedge_adapter.settings import KubeSettings
+
+__all__ = [
+    "DEVICES",
+    "DEVICE_MODELS",
+    "DEVICE_STATUSES",
+    "Discovery",
+    "KubeDesiredWriter",
+    "KubeSource",
+    "ResourceState",
+]
+
+log = structlog.get_logger(__name__)
+
+DEVICES: Final = "devices"
+DEVICE_MODELS: Final = "devicemodels"
+DEVICE_STATUSES: Final = "devicestatuses"
+_RESOURCES: Final = (DEVICES, DEVICE_MODELS, DEVICE_STATUSES)
+
+READ_TIMEOUT: Final = 30.0
+"""Seconds to wait for a list, get or write answer."""
+WATCH_READ_GRACE: Final = 30.0
+"""A watch may stay silent this much longer than its server-side timeout before it is cut."""
+LIST_PAGE: Final = 500
+STOP_GRACE: Final = 3.0
+"""Seconds to wait for a watch thread to end after its socket was cut."""
+WRITE_ATTEMPTS: Final = 5
+"""Re-read-and-patch attempts of a desired write before it fails with CONFLICT."""
+_QUICK: Final = 1.0
+"""A watch that ends sooner than this without an event counts as a failure (no busy loop)."""
+_JSON_PATCH: Final = "application/json-patch+json"
+
+Key = tuple[str, str]
+
+_ERRORS: Final = (client.ApiException, urllib3.exceptions.HTTPError, OSError)
+"""What a call to the API server may raise: an answer, or no answer."""
+_TRANSIENT: Final = (KubeClientError, *_ERRORS)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# state
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """What the API server serves of ``devices.kubeedge.io``."""
+
+    version: str
+    resources: frozenset[str]
+
+    @property
+    def has_device_status(self) -> bool:
+        return DEVICE_STATUSES in self.resources
+
+
+@dataclass(slots=True)
+class ResourceState:
+    """The list/watch state of one resource, for ``/readyz``."""
+
+    served: bool = False
+    listed: bool = False
+    watching: bool = False
+    last_error: str | None = None
+    resource_version: str | None = None
+    relists: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "served": self.served,
+            "listed": self.listed,
+            "watching": self.watching,
+            "lastError": self.last_error,
+            "resourceVersion": self.resource_version,
+            "relists": self.relists,
+        }
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What was applied for one object: its resourceVersion and whether it is in the registry."""
+
+    rv: str
+    applied: bool
+
+
+@dataclass(slots=True)
+class _Cache:
+    seen: dict[Key, _Seen] = field(default_factory=dict)
+
+
+class _Gone(Exception):
+    """410: the resourceVersion is too old; re-list."""
+
+
+class _Rediscover(Exception):
+    """A resource is no longer served (404) or discovery changed."""
+
+
+def _rv_newer(a: str, b: str) -> bool:
+    """Whether resourceVersion ``a`` is known to be newer than ``b``.
+
+    resourceVersions are opaque; they are compared only when both are integers (etcd's
+    revisions, and what every API server in practice hands out), to keep a late answer from
+    undoing a newer watch event. Otherwise nothing is known and the answer is False.
+    """
+    if a.isdigit() and b.isdigit():
+        return int(a) > int(b)
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, client.ApiException):
+        return f"HTTP {exc.status}: {exc.reason}"
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        return f"unreachable: {exc.reason}"
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return f"connection: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _key_of(raw: Any) -> tuple[Key, str] | None:
+    meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    ns = meta.get("namespace")
+    rv = meta.get("resourceVersion")
+    return (ns if isinstance(ns, str) and ns else "default", name), (
+        rv if isinstance(rv, str) else ""
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the source
+
+
+class KubeSource:
+    """Lists and watches the device CRs into ``registry``; writes Device CRs.
+
+    Run :meth:`run` as a supervised task; :meth:`status` feeds ``/readyz``; :attr:`writer` is
+    the ``DesiredWriter`` of ``MKA_API__WRITE_PATH=kube``. All methods must be called on the
+    event loop's thread.
+    """
+
+    def __init__(
+        self,
+        settings: KubeSettings,
+        node_name: str,
+        registry: DeviceRegistry,
+        metrics: Metrics,
+        *,
+        backoff: Callable[[], Backoff] | None = None,
+        rediscover_interval: float | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        if settings.source == "none":
+            raise ValueError("the kube source is disabled (MKA_KUBE__SOURCE=none)")
+        self._settings = settings
+        self._node = node_name
+        self._registry = registry
+        self._metrics = metrics
+        self._new_backoff = backoff or (lambda: Backoff(base=0.5, cap=30.0))
+        self._rediscover_interval = rediscover_interval or float(settings.watch_timeout)
+        self._clock = clock
+        self._api: client.ApiClient | None = None
+        self._discovery: Discovery | None = None
+        self._resources = {plural: ResourceState() for plural in _RESOURCES}
+        self._caches = {plural: _Cache() for plural in _RESOURCES}
+        self._statuses: dict[DeviceId, DeviceStatusCR] = {}
+        self._desired_stamps: dict[DeviceId, dict[str, TwinValue]] = {}
+        self._watch_gen: dict[str, int] = {}
+        self._gen_counter = itertools.count(1)
+        self._gen_events: dict[int, int] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._status_event = asyncio.Event()
+        self.last_error: str | None = None
+        self.connected = False
+        self.writer = KubeDesiredWriter(self)
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def discovery(self) -> Discovery | None:
+        return self._discovery
+
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: the API server, the version used and each resource's list/watch."""
+        return {
+            "source": self._settings.source,
+            "url": describe_host(self._api) if self._api is not None else None,
+            "apiVersion": self._discovery.version if self._discovery else None,
+            "connected": self.connected,
+            "synced": self.synced,
+            "lastError": self.last_error,
+            "resources": {plural: state.as_dict() for plural, state in self._resources.items()},
+        }
+
+    @property
+    def synced(self) -> bool:
+        """Every served resource was listed at least once."""
+        served = [s for s in self._resources.values() if s.served]
+        return bool(served) and all(s.listed for s in served)
+
+    def _status_changed(self) -> None:
+        connected = any(s.served for s in self._resources.values()) and all(
+            s.watching for s in self._resources.values() if s.served
+        )
+        if connected != self.connected:
+            self.connected = connected
+            self._metrics.kube_connected.set(1 if connected else 0)
+        self._status_event.set()
+        self._status_event = asyncio.Event()
+
+    async def wait_status(self, predicate: Callable[[dict[str, Any]], bool]) -> None:
+        """Wait until ``predicate(self.status())`` holds, woken by every status change."""
+        while not predicate(self.status()):
+            await self._status_event.wait()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Discover, list and watch until cancelled; every failure is retried with backoff."""
+        backoff = self._new_backoff()
+        self._executor = ThreadPoolExecutor(
+            max_workers=len(_RESOURCES), thread_name_prefix="kube-watch"
+        )
+        try:
+            while True:
+                try:
+                    await self._ensure_client()
+                    discovery = await self._discover()
+                    self._use(discovery)
+                    self.last_error = None
+                    self._status_changed()
+                    await self._run_resources(discovery)
+                except* _Rediscover as group:
+                    log.info("kube_rediscovering", reason=str(group.exceptions[0]))
+                except* _TRANSIENT as group:
+                    self.last_error = _describe(group.exceptions[0])
+                    log.warning("kube_unavailable", error=self.last_error)
+                self._status_changed()
+                await asyncio.sleep(backoff.next_delay())
+        finally:
+            self._watch_gen.clear()
+            for state in self._resources.values():
+                state.watching = False
+            self._status_changed()
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False, cancel_futures=True)
+            api, self._api = self._api, None
+            if api is not None:
+                api.close()  # type: ignore[no-untyped-call]
+
+    async def _ensure_client(self) -> client.ApiClient:
+        if self._api is None:
+            self._api = await asyncio.to_thread(build_api_client, self._settings)
+            log.info("kube_client", source=self._settings.source, url=describe_host(self._api))
+        return self._api
+
+    async def _ensure_version(self) -> str:
+        """The served Device version; discovers it if the watch loop has not yet."""
+        if self._discovery is None:
+            self._discovery = await self._discover()
+        return self._discovery.version
+
+    async def _discover(self) -> Discovery:
+        api = await self._ensure_client()
+        found = await asyncio.to_thread(_discover_blocking, api)
+        if found is None:
+            raise KubeClientError(f"the API server serves no {API_GROUP} Device resource")
+        return found
+
+    def _use(self, discovery: Discovery) -> None:
+        previous = self._discovery
+        self._discovery = discovery
+        for plural, state in self._resources.items():
+            state.served = plural in discovery.resources
+        if previous is not None and previous != discovery:
+            # Another version or another source of reported values: apply everything again
+            # (the registry only reports what really changed).
+            for cache in self._caches.values():
+                for seen in cache.seen.values():
+                    seen.rv = ""
+        log.info(
+            "kube_discovered",
+            version=discovery.version,
+            resources=sorted(discovery.resources),
+        )
+
+    async def _run_resources(self, discovery: Discovery) -> None:
+        async with asyncio.TaskGroup() as group:
+            for plural in _RESOURCES:
+                if plural in discovery.resources:
+                    group.create_task(
+                        self._list_watch(plural, discovery.version), name=f"kube-{plural}"
+                    )
+            group.create_task(self._recheck_discovery(discovery), name="kube-discovery")
+
+    async def _recheck_discovery(self, current: Discovery) -> None:
+        """Notice an upgrade (DeviceStatus appearing, v1beta1 replacing v1alpha2)."""
+        while True:
+            await asyncio.sleep(self._rediscover_interval)
+            with contextlib.suppress(*_TRANSIENT):
+                found = await self._discover()
+                if found != current:
+                    raise _Rediscover(f"served resources changed to {found}")
+
+    # ------------------------------------------------------------- list/watch
+
+    async def _list_watch(self, plural: str, version: str) -> None:
+        state = self._resources[plural]
+        backoff = self._new_backoff()
+        loop = asyncio.get_running_loop()
+        rv: str | None = None
+        reason = "initial"
+        fresh_list = False
+        while True:
+            healthy = False
+            try:
+                if rv is None:
+                    rv = await self._relist(plural, version, reason)
+                    fresh_list = True
+                state.watching = True
+                state.last_error = None
+                self._status_changed()
+                started = loop.time()
+                rv, events = await self._watch(plural, version, rv)
+                healthy = events > 0 or loop.time() - started >= _QUICK
+                fresh_list = fresh_list and not healthy
+            except _Gone:
+                self._metrics.kube_events.labels(plural, "ERROR", "expired").inc()
+                log.info("kube_watch_expired", resource=plural, resource_version=rv)
+                rv, reason = None, "expired"
+                healthy = not fresh_list
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    raise _Rediscover(f"{plural} is no longer served") from exc
+                self._failed(plural, exc)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                self._failed(plural, exc)
+            except Exception as exc:  # anything else must not stop the other resources
+                log.error("kube_list_watch_error", resource=plural, exc_info=exc)
+                self._failed(plural, exc)
+            if healthy:
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next_delay())
+
+    def _failed(self, plural: str, exc: BaseException) -> None:
+        state = self._resources[plural]
+        state.watching = False
+        state.last_error = _describe(exc)
+        log.warning("kube_list_watch_failed", resource=plural, error=state.last_error)
+        self._status_changed()
+
+    async def _relist(self, plural: str, version: str, reason: str) -> str:
+        api = await self._ensure_client()
+        try:
+            items, rv = await asyncio.to_thread(
+                _list_blocking, api, plural, version, self._settings.namespace
+            )
+        except client.ApiException as exc:
+            if exc.status == 410:
+                raise _Gone from exc
+            raise
+        self._apply_list(plural, items, rv)
+        state = self._resources[plural]
+        state.listed = True
+        state.relists += 1
+        state.resource_version = rv
+        self._metrics.kube_relists.labels(plural, reason).inc()
+        log.info("kube_listed", resource=plural, reason=reason, items=len(items), rv=rv)
+        self._status_changed()
+        return rv
+
+    async def _watch(self, plural: str, version: str, rv: str) -> tuple[str, int]:
+        """Watch from ``rv`` until the stream ends; returns the last resourceVersion and the
+        number of events (bookmarks included) received."""
+        api = await self._ensure_client()
+        loop = asyncio.get_running_loop()
+        gen = next(self._gen_counter)
+        self._watch_gen[plural] = gen
+        self._gen_events[gen] = 0
+        w = watch.Watch()  # type: ignore[no-untyped-call]
+        future = loop.run_in_executor(
+            self._executor,
+            self._stream_blocking,
+            w,
+            api,
+            plural,
+            version,
+            rv,
+            gen,
+            loop,
+        )
+        future.add_done_callback(_retrieve)
+        try:
+            new_rv = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await _stop_watch(w, future)
+            raise
+        except client.ApiException as exc:
+            if exc.status == 410:
+                raise _Gone from exc
+            raise
+        finally:
+            if self._watch_gen.get(plural) == gen:
+                del self._watch_gen[plural]
+            events = self._gen_events.pop(gen, 0)
+        self._resources[plural].resource_version = new_rv
+        return new_rv, events
+
+    def _stream_blocking(
+        self,
+        w: watch.Watch,
+        api: client.ApiClient,
+        plural: str,
+        version: str,
+        rv: str,
+        gen: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> str:
+        """Runs in a watch thread: hands every event to the loop, returns the last RV."""
+        custom = client.CustomObjectsApi(api)
+        timeout = self._settings.watch_timeout
+        kwargs: dict[str, Any] = {
+            "resource_version": rv,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout,
+            "_request_timeout": (CONNECT_TIMEOUT, timeout + WATCH_READ_GRACE),
+        }
+        namespace = self._settings.namespace
+        if namespace:
+            stream = w.stream(  # type: ignore[no-untyped-call]
+                custom.list_namespaced_custom_object,
+                API_GROUP,
+                version,
+                namespace,
+                plural,
+                **kwargs,
+            )
+        else:
+            stream = w.stream(  # type: ignore[no-untyped-call]
+                custom.list_cluster_custom_object, API_GROUP, version, plural, **kwargs
+            )
+        for event in stream:
+            try:
+                loop.call_soon_threadsafe(
+                    self._on_event, plural, gen, event.get("type"), event.get("raw_object")
+                )
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                w.stop()  # type: ignore[no-untyped-call]
+                break
+        return str(w.resource_version or rv)
+
+    # --------------------------------------------------------------- applying
+
+    def _on_event(self, plural: str, gen: int, kind: Any, raw: Any) -> None:
+        """A watch event, on the loop thread, in the order the server sent them."""
+        if self._watch_gen.get(plural) != gen:
+            return  # a watch that was stopped; its late events are not ours any more
+        self._gen_events[gen] = self._gen_events.get(gen, 0) + 1
+        if kind == "BOOKMARK":
+            meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+            if isinstance(meta, Mapping) and isinstance(meta.get("resourceVersion"), str):
+                self._resources[plural].resource_version = meta["resourceVersion"]
+            self._metrics.kube_events.labels(plural, "BOOKMARK", "ok").inc()
+            return
+        if kind in ("ADDED", "MODIFIED"):
+            self._apply(plural, str(kind), raw)
+        elif kind == "DELETED":
+            found = _key_of(raw)
+            if found is None:
+                self._metrics.kube_events.labels(plural, "DELETED", "invalid").inc()
+                return
+            self._apply_deleted(plural, found[0], "DELETED")
+        else:
+            self._metrics.kube_events.labels(plural, str(kind), "ignored").inc()
+
+    def _apply_list(self, plural: str, items: list[Any], list_rv: str) -> None:
+        """Diff a fresh list against what was applied: deletes for the missing, upserts for
+        changed resourceVersions only."""
+        cache = self._caches[plural]
+        present: set[Key] = set()
+        for raw in items:
+            found = _key_of(raw)
+            if found is None:
+                self._invalid(plural, "LIST", InvalidCR("metadata.name is required"))
+                continue
+            present.add(found[0])
+            self._apply(plural, "LIST", raw)
+        for key in [k for k in cache.seen if k not in present]:
+            seen = cache.seen[key]
+            if _rv_newer(seen.rv, list_rv):
+                continue  # created by our own write after the list was taken
+            self._apply_deleted(plural, key, "LIST")
+
+    def _apply(self, plural: str, kind: str, raw: Any) -> None:
+        found = _key_of(raw)
+        if found is None:
+            self._invalid(plural, kind, InvalidCR("metadata.name is required"))
+            return
+        key, rv = found
+        cache = self._caches[plural]
+        seen = cache.seen.get(key)
+        if seen is not None and (seen.rv == rv or _rv_newer(seen.rv, rv)):
+            self._metrics.kube_events.labels(plural, kind, "unchanged").inc()
+            return
+        was_applied = seen.applied if seen is not None else False
+        try:
+            if plural == DEVICES:
+                applied = self._apply_device(decode_device(raw), was_applied)
+            elif plural == DEVICE_MODELS:
+                applied = self._apply_model(decode_device_model(raw))
+            else:
+                applied = self._apply_status(decode_device_status(raw))
+        except InvalidCR as exc:
+            self._invalid(plural, kind, exc)
+            cache.seen[key] = _Seen(rv, was_applied)
+            return
+        cache.seen[key] = _Seen(rv, applied)
+        outcome = "applied" if applied else ("unbound" if was_applied else "ignored")
+        self._metrics.kube_events.labels(plural, kind, outcome).inc()
+
+    def _apply_deleted(self, plural: str, key: Key, kind: str) -> None:
+        seen = self._caches[plural].seen.pop(key, None)
+        namespace, name = key
+        if plural == DEVICES:
+            device_id = DeviceId(namespace, name)
+            self._desired_stamps.pop(device_id, None)
+            if seen is not None and seen.applied:
+                self._registry.remove_spec(device_id)
+        elif plural == DEVICE_MODELS:
+            self._registry.remove_model(ModelId(namespace, name))
+        else:
+            self._statuses.pop(DeviceId(namespace, name), None)
+        self._metrics.kube_events.labels(plural, kind, "deleted").inc()
+
+    def _invalid(self, plural: str, kind: str, exc: InvalidCR) -> None:
+        self._metrics.kube_events.labels(plural, kind, "invalid").inc()
+        log.warning("kube_invalid_cr", resource=plural, event_type=kind, error=str(exc))
+
+    def _binds(self, cr: DeviceCR) -> bool:
+        if self._settings.namespace and cr.namespace != self._settings.namespace:
+            return False
+        return self._settings.all_nodes or cr.node == self._node
+
+    def _twins_in_device(self) -> bool:
+        """Reported values and state live in the Device (no DeviceStatus served)."""
+        return self._discovery is None or not self._discovery.has_device_status
+
+    def _apply_device(self, cr: DeviceCR, was_applied: bool) -> bool:
+        device_id = DeviceId(cr.namespace, cr.name)
+        if not self._binds(cr):
+            if was_applied:
+                self._desired_stamps.pop(device_id, None)
+                self._registry.remove_spec(device_id)
+            return False
+        in_device = self._twins_in_device()
+        reported: dict[str, TwinValue] | None = None
+        if in_device:
+            reported = {
+                p.name: TwinValue(p.reported.value, p.reported.timestamp_ms, "kube")
+                for p in cr.properties
+                if p.reported is not None
+            }
+        self._registry.upsert_spec(
+            DeviceSpec(
+                id=device_id,
+                model=cr.model,
+                node=cr.node,
+                labels=cr.labels,
+                description=cr.description,
+                protocol=cr.protocol,
+                declared_properties=[p.name for p in cr.properties],
+                desired=self._stamp_desired(device_id, cr),
+                reported=reported,
+                state=cr.state if in_device else None,
+                last_online=cr.last_online_time if in_device else None,
+            )
+        )
+        status = self._statuses.get(device_id)
+        if status is not None and not in_device:
+            self._registry.apply_kube_reported(device_id, *_status_facts(status))
+        return True
+
+    def _stamp_desired(self, device_id: DeviceId, cr: DeviceCR) -> dict[str, TwinValue]:
+        previous = self._desired_stamps.get(device_id, {})
+        stamps: dict[str, TwinValue] = {}
+        now: int | None = None
+        for prop in cr.properties:
+            desired = prop.desired
+            if desired is None:
+                continue
+            if desired.timestamp_ms is not None:
+                stamps[prop.name] = TwinValue(desired.value, desired.timestamp_ms, "kube")
+                continue
+            before = previous.get(prop.name)
+            if before is not None and before.value == desired.value:
+                stamps[prop.name] = before
+                continue
+            if now is None:
+                now = self._clock()
+            stamps[prop.name] = TwinValue(desired.value, now, "kube")
+        self._desired_stamps[device_id] = stamps
+        return dict(stamps)
+
+    def _apply_model(self, cr: DeviceModelCR) -> bool:
+        self._registry.upsert_model(
+            DeviceModel(
+                id=ModelId(cr.namespace, cr.name),
+                properties={
+                    p.name: PropertySpec(
+                        name=p.name,
+                        type=p.type or "STRING",
+                        access_mode=p.access_mode,
+                        description=p.description,
+                        unit=p.unit,
+                        minimum=p.minimum,
+                        maximum=p.maximum,
+                    )
+                    for p in cr.properties
+                },
+                protocol=cr.protocol,
+            )
+        )
+        return True
+
+    def _apply_status(self, cr: DeviceStatusCR) -> bool:
+        device_id = DeviceId(cr.namespace, cr.name)
+        self._statuses[device_id] = cr
+        device = self._caches[DEVICES].seen.get((cr.namespace, cr.name))
+        if device is None or not device.applied or self._twins_in_device():
+            return False
+        self._registry.apply_kube_reported(device_id, *_status_facts(cr))
+        return True
+
+    def apply_device_object(self, raw: Mapping[str, Any], kind: str = "WRITE") -> None:
+        """Apply a Device the API server just returned from a write (same rules as a watch
+        event, so the watch's own copy of it later changes nothing)."""
+        self._apply(DEVICES, kind, raw)
+
+    # ------------------------------------------------------------------ writes
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One CustomObjectsApi call in a worker thread, errors mapped by the caller."""
+        api = await self._ensure_client()
+        custom = client.CustomObjectsApi(api)
+        fn = getattr(custom, method)
+        return await asyncio.to_thread(
+            fn, *args, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs
+        )
+
+    async def _version_for_write(self) -> str:
+        try:
+            return await self._ensure_version()
+        except _TRANSIENT as exc:
+            raise _adapter_error(exc, "the kube API") from exc
+
+    def _namespace_for(self, namespace: str | None) -> str:
+        ns = namespace or self._settings.namespace or "default"
+        if self._settings.namespace and ns != self._settings.namespace:
+            raise AdapterError(
+                ErrorKind.FORBIDDEN,
+                f"this adapter serves namespace {self._settings.namespace!r} only",
+            )
+        return ns
+
+    async def get_device(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Device CR as the API server has it (raw), for the write paths."""
+        version = await self._version_for_write()
+        try:
+            obj = await self._call(
+                "get_namespaced_custom_object", API_GROUP, version, namespace, DEVICES, name
+            )
+        except _ERRORS as exc:
+            raise _adapter_error(exc, f"device {namespace}/{name}") from exc
+        if not isinstance(obj, dict):
+            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, "the API server sent no Device")
+        return obj
+
+    async def create_device(self, body: Mapping[str, Any]) -> DeviceCR:
+        """Create a Device CR; ``metadata.namespace`` defaults to the configured namespace."""
+        version = await self._version_for_write()
+        obj = self._prepare_body(body, version)
+        meta = obj["metadata"]
+        namespace = self._namespace_for(meta.get("namespace"))
+        meta["namespace"] = namespace
+        meta.pop("resourceVersion", None)
+        _check_body(obj)
+        try:
+            created = await self._call(
+                "create_namespaced_custom_object", API_GROUP, version, namespace, DEVICES, obj
+            )
+        except _ERRORS as exc:
+            raise _adapter_error(exc, f"device {namespace}/{meta.get('name', '')}") from exc
+        return self._written(created)
+
+    async def replace_device(self, namespace: str, name: str, body: Mapping[str, Any]) -> DeviceCR:
+        """Replace a Device CR. Without ``metadata.resourceVersion`` the current one is used
+        (an unconditional replace); with it, a stale version fails with CONFLICT."""
+        version = await self._version_for_write()
+        namespace = self._namespace_for(namespace)
+        obj = self._prepare_body(body, version)
+        meta = obj["metadata"]
+        if meta.setdefault("name", name) != name:
+            raise AdapterError(ErrorKind.INVALID, "metadata.name does not match the device")
+        if meta.setdefault("namespace", namespace) != namespace:
+            raise AdapterError(ErrorKind.INVALID, "metadata.namespace does not match the device")
+        if not meta.get("resourceVersion"):
+            current = await self.get_device(namespace, name)
+            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+        _check_body(obj)
+        try:
+            replaced = await self._call(
+                "replace_namespaced_custom_object",
+                API_GROUP,
+                version,
+                namespace,
+                DEVICES,
+                name,
+                obj,
+            )
+        except _ERRORS as exc:
+            raise _adapter_error(exc, f"device {namespace}/{name}") from exc
+        return self._written(replaced)
+
+    async def delete_device(self, namespace: str, name: str) -> DeviceCR:
+        """Delete a Device CR; returns it as it was."""
+        version = await self._version_for_write()
+        namespace = self._namespace_for(namespace)
+        current = await self.get_device(namespace, name)
+        try:
+            decoded = decode_device(current)
+        except InvalidCR as exc:
+            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
+        uid = current["metadata"].get("uid")
+        try:
+            deleted = await self._call(
+                "delete_namespaced_custom_object",
+                API_GROUP,
+                version,
+                namespace,
+                DEVICES,
+                name,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+                if uid
+                else None,
+            )
+        except _ERRORS as exc:
+            raise _adapter_error(exc, f"device {namespace}/{name}") from exc
+        if isinstance(deleted, dict) and deleted.get("kind") == "Device":
+            with contextlib.suppress(InvalidCR):
+                decoded = decode_device(deleted)
+        self._apply_deleted(DEVICES, (namespace, name), "WRITE")
+        return decoded
+
+    @staticmethod
+    def _prepare_body(body: Mapping[str, Any], version: str) -> dict[str, Any]:
+        obj = copy.deepcopy(dict(body))
+        expected = f"{API_GROUP}/{version}"
+        api_version = obj.setdefault("apiVersion", expected)
+        if api_version != expected:
+            raise AdapterError(
+                ErrorKind.INVALID, f"this cluster serves Devices as {expected}, not {api_version}"
+            )
+        obj.setdefault("kind", "Device")
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise AdapterError(ErrorKind.INVALID, "metadata must be an object")
+        return obj
+
+    def _written(self, raw: Any) -> DeviceCR:
+        try:
+            decoded = decode_device(raw)
+        except InvalidCR as exc:
+            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
+        self.apply_device_object(raw)
+        return decoded
+
+
+# --------------------------------------------------------------------------------------------
+# the desired-value write path
+
+
+class KubeDesiredWriter:
+    """``DesiredWriter`` for ``MKA_API__WRITE_PATH=kube``: patches the Device's desired values.
+
+    Each attempt reads the Device and sends a JSON patch whose ``test`` ops pin every touched
+    list item by name (:func:`~mep_kubeedge_adapter.kubeedge.crds.desired_value_patch`). A 422
+    (a ``test`` failed: the list changed) or 409 re-reads and retries, up to
+    :data:`WRITE_ATTEMPTS` times, then fails with CONFLICT. On success the patched object is
+    applied to the registry before returning, so the caller reads the new desired value.
+    """
+
+    def __init__(self, source: KubeSource) -> None:
+        self._source = source
+
+    async def write_desired(
+        self, device_id: DeviceId, values: Mapping[str, tuple[str, str]]
+    ) -> None:
+        source = self._source
+        metrics = source._metrics
+        wanted = {name: value for name, (value, _twin_type) in values.items()}
+        if not wanted:
+            return
+        try:
+            await self._write(device_id, wanted)
+        except AdapterError as exc:
+            metrics.desired_writes.labels("kube", exc.kind.value).inc()
+            raise
+        metrics.desired_writes.labels("kube", "accepted").inc()
+
+    async def _write(self, device_id: DeviceId, wanted: Mapping[str, str]) -> None:
+        source = self._source
+        version = await source._version_for_write()
+        backoff = Backoff(base=0.05, cap=1.0)
+        what = f"device {device_id}"
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            current = await source.get_device(device_id.namespace, device_id.name)
+            try:
+                patch = desired_value_patch(current, wanted)
+            except UnknownProperty as exc:
+                raise AdapterError(ErrorKind.INVALID, str(exc)) from exc
+            except InvalidCR as exc:
+                raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
+            try:
+                patched = await source._call(
+                    "patch_namespaced_custom_object",
+                    API_GROUP,
+                    version,
+                    device_id.namespace,
+                    DEVICES,
+                    device_id.name,
+                    patch,
+                    _content_type=_JSON_PATCH,
+                )
+            except client.ApiException as exc:
+                if exc.status in (409, 422) and attempt < WRITE_ATTEMPTS:
+                    log.info("kube_desired_write_retry", device=str(device_id), status=exc.status)
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                if exc.status in (409, 422):
+                    break
+                raise _adapter_error(exc, what) from exc
+            except _ERRORS as exc:
+                raise _adapter_error(exc, what) from exc
+            if isinstance(patched, Mapping):
+                source.apply_device_object(patched)
+            return
+        raise AdapterError(
+            ErrorKind.CONFLICT,
+            f"{what} kept changing; the desired values were not written after "
+            f"{WRITE_ATTEMPTS} attempts",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# blocking helpers (worker threads)
+
+
+def _adapter_error(exc: BaseException, what: str) -> AdapterError:
+    """One mapping of client failures onto error kinds."""
+    if isinstance(exc, AdapterError):
+        return exc
+    if isinstance(exc, KubeClientError):
+        return AdapterError(ErrorKind.UNAVAILABLE, str(exc))
+    if isinstance(exc, client.ApiException):
+        status = exc.status or 0
+        detail = f"{what}: the kube API answered {status} {exc.reason}"
+        if status == 404:
+            return AdapterError(ErrorKind.NOT_FOUND, f"{what} does not exist in the kube API")
+        if status == 409:
+            return AdapterError(ErrorKind.CONFLICT, detail)
+        if status in (400, 422):
+            return AdapterError(ErrorKind.INVALID, detail)
+        if status in (401, 403):
+            return AdapterError(ErrorKind.FORBIDDEN, detail)
+        if status == 504:
+            return AdapterError(ErrorKind.UPSTREAM_TIMEOUT, detail)
+        if status in (0, 502, 503):
+            return AdapterError(ErrorKind.UNAVAILABLE, detail)
+        return AdapterError(ErrorKind.UPSTREAM_REJECTED, detail)
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return AdapterError(ErrorKind.UPSTREAM_TIMEOUT, f"{what}: the kube API did not answer")
+    return AdapterError(ErrorKind.UNAVAILABLE, f"{what}: the kube API is unreachable ({exc})")
+
+
+def _check_body(obj: Mapping[str, Any]) -> None:
+    """Refuse a Device body the adapter could not read back."""
+    probe = copy.deepcopy(dict(obj))
+    probe.setdefault("metadata", {}).setdefault("resourceVersion", "")
+    try:
+        decode_device(probe)
+    except InvalidCR as exc:
+        raise AdapterError(ErrorKind.INVALID, str(exc)) from exc
+
+
+def _status_facts(
+    cr: DeviceStatusCR,
+) -> tuple[dict[str, TwinValue], str | None, str | None]:
+    reported = {
+        t.property_name: TwinValue(t.reported.value, t.reported.timestamp_ms, "kube")
+        for t in cr.twins
+        if t.reported is not None
+    }
+    return reported, cr.state, cr.last_online_time
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a watch thread's result as seen (it may end after its awaiter was cancelled)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _stop_watch(w: watch.Watch, future: asyncio.Future[Any]) -> None:
+    """Cut a watch's socket and wait briefly for its thread.
+
+    ``Watch.stop`` only shuts a socket that is open; a stop that lands while the request is
+    still being made is repeated until the thread ends.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE
+    while not future.done() and loop.time() < deadline:
+        w.stop()  # type: ignore[no-untyped-call]
+        await asyncio.wait({future}, timeout=0.1)
+    if not future.done():
+        log.warning("kube_watch_thread_lingers")
+
+
+def _custom_list(
+    api: client.ApiClient, version: str, plural: str, namespace: str | None
+) -> Callable[..., Any]:
+    custom = client.CustomObjectsApi(api)
+    if namespace:
+
+        def namespaced(**kwargs: Any) -> Any:
+            return custom.list_namespaced_custom_object(
+                API_GROUP, version, namespace, plural, **kwargs
+            )
+
+        return namespaced
+
+    def everywhere(**kwargs: Any) -> Any:
+        return custom.list_cluster_custom_object(API_GROUP, version, plural, **kwargs)
+
+    return everywhere
+
+
+def _list_blocking(
+    api: client.ApiClient, plural: str, version: str, namespace: str | None
+) -> tuple[list[Any], str]:
+    """All objects (paged) and the first page's resourceVersion."""
+    fn = _custom_list(api, version, plural, namespace)
+    items: list[Any] = []
+    rv: str | None = None
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "limit": LIST_PAGE,
+            "_request_timeout": (CONNECT_TIMEOUT, READ_TIMEOUT),
+        }
+        if token:
+            kwargs["_continue"] = token
+        page = fn(**kwargs)
+        if not isinstance(page, Mapping):
+            raise client.ApiException(status=0, reason="the list answer is not an object")
+        meta = page.get("metadata") or {}
+        if rv is None:
+            rv = str(meta.get("resourceVersion") or "")
+        items.extend(page.get("items") or [])
+        token = meta.get("continue") or None
+        if not token:
+            break
+    return items, rv or ""
+
+
+def _discover_blocking(api: client.ApiClient) -> Discovery | None:
+    """The newest served version with Devices, and which of the three resources it serves."""
+    custom = client.CustomObjectsApi(api)
+    wanted = frozenset(_RESOURCES)
+    for version in SUPPORTED_VERSIONS:
+        try:
+            listing = custom.get_api_resources(
+                API_GROUP, version, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        names = {r.name for r in (listing.resources or [])}
+        if DEVICES in names:
+            return Discovery(version, frozenset(names & wanted))
+    # No discovery document: ask the collections themselves.
+    for version in SUPPORTED_VERSIONS:
+        served = frozenset(p for p in _RESOURCES if _collection_served(api, version, p))
+        if DEVICES in served:
+            return Discovery(version, served)
+    return None
+
+
+def _collection_served(api: client.ApiClient, version: str, plural: str) -> bool:
+    try:
+        _custom_list(api, version, plural, None)(
+            limit=1, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
