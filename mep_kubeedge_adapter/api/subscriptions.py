@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import structlog
 from aiohttp import WSCloseCode, web
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +26,8 @@ from mep_kubeedge_adapter.api.links import base_url
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.notify.models import Subscription, SubscriptionRequest
+
+log = structlog.get_logger(__name__)
 
 SUBSCRIPTIONS = f"{API_BASE}/subscriptions"
 SUBSCRIPTION = f"{API_BASE}/subscriptions/{{subscription_id}}"
@@ -124,6 +127,10 @@ async def subscription_websocket(request: web.Request) -> web.StreamResponse:
     sockets.add(ws)
     try:
         await engine.serve_websocket(subscription_id, ws)
+    except Exception:
+        # After the upgrade there is no HTTP response left to carry a problem.
+        log.exception("websocket_delivery_failed", subscription=subscription_id)
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"delivery failed")
     finally:
         sockets.discard(ws)
         if not ws.closed:

@@ -9,13 +9,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from mep_kubeedge_adapter.notify import DeliverySettings, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import ApiSettings
 from mep_kubeedge_adapter.store import SubscriptionStore
-from tests.api.conftest import ApiHarness, HarnessFactory, KeyPair
+from tests.api.conftest import ApiHarness, HarnessFactory, InMemorySubscriptions, KeyPair
 
 BASE = "/kubeedge_devices/v1"
 SUBSCRIPTIONS = f"{BASE}/subscriptions"
@@ -227,3 +228,20 @@ async def test_routes_answer_503_without_a_subscription_engine(harness: ApiHarne
         assert reply.json()["type"] == "urn:mka:problem:unavailable"
     posted = await harness.call("POST", SUBSCRIPTIONS, json_body=WEBSOCKET_ONLY)
     assert posted.status == 503
+
+
+class CrashingDelivery(InMemorySubscriptions):
+    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None:
+        raise RuntimeError("delivery broke")
+
+
+async def test_a_delivery_failure_after_the_upgrade_closes_the_socket_with_1011(
+    make_harness: HarnessFactory,
+) -> None:
+    harness = await make_harness(subscriptions=CrashingDelivery())
+    created = await _create(harness, WEBSOCKET_ONLY)
+    async with harness.client.ws_connect(f"{SUBSCRIPTIONS}/{created['id']}/websocket") as ws:
+        message = await asyncio.wait_for(ws.receive(), 5)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == aiohttp.WSCloseCode.INTERNAL_ERROR
+    assert (await harness.call("GET", SUBSCRIPTIONS)).status == 200
