@@ -121,6 +121,8 @@ WRITE_ATTEMPTS: Final = 5
 """Re-read-and-patch attempts of a desired write before it fails with CONFLICT."""
 _QUICK: Final = 1.0
 """A watch that ends sooner than this without an event counts as a failure (no busy loop)."""
+_SETTLED: Final = 10.0
+"""Seconds the watches must have run before a new discovery starts from a fresh backoff."""
 _JSON_PATCH: Final = "application/json-patch+json"
 
 Key = tuple[str, str]
@@ -331,7 +333,12 @@ class KubeSource:
                     self._use(discovery)
                     self.last_error = None
                     self._status_changed()
-                    await self._run_resources(discovery)
+                    started = asyncio.get_running_loop().time()
+                    try:
+                        await self._run_resources(discovery)
+                    finally:
+                        if asyncio.get_running_loop().time() - started > _SETTLED:
+                            backoff.reset()
                 except* _Rediscover as group:
                     log.info("kube_rediscovering", reason=str(group.exceptions[0]))
                 except* _TRANSIENT as group:
@@ -364,7 +371,7 @@ class KubeSource:
 
     async def _discover(self) -> Discovery:
         api = await self._ensure_client()
-        found = await asyncio.to_thread(_discover_blocking, api)
+        found = await asyncio.to_thread(_discover_blocking, api, self._settings.namespace)
         if found is None:
             raise KubeClientError(f"the API server serves no {API_GROUP} Device resource")
         return found
@@ -1074,7 +1081,7 @@ def _list_blocking(
     return items, rv or ""
 
 
-def _discover_blocking(api: client.ApiClient) -> Discovery | None:
+def _discover_blocking(api: client.ApiClient, namespace: str | None) -> Discovery | None:
     """The newest served version with Devices, and which of the three resources it serves."""
     custom = client.CustomObjectsApi(api)
     wanted = frozenset(_RESOURCES)
@@ -1092,15 +1099,17 @@ def _discover_blocking(api: client.ApiClient) -> Discovery | None:
             return Discovery(version, frozenset(names & wanted))
     # No discovery document: ask the collections themselves.
     for version in SUPPORTED_VERSIONS:
-        served = frozenset(p for p in _RESOURCES if _collection_served(api, version, p))
+        served = frozenset(p for p in _RESOURCES if _collection_served(api, version, p, namespace))
         if DEVICES in served:
             return Discovery(version, served)
     return None
 
 
-def _collection_served(api: client.ApiClient, version: str, plural: str) -> bool:
+def _collection_served(
+    api: client.ApiClient, version: str, plural: str, namespace: str | None
+) -> bool:
     try:
-        _custom_list(api, version, plural, None)(
+        _custom_list(api, version, plural, namespace)(
             limit=1, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
         )
     except client.ApiException as exc:

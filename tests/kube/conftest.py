@@ -171,7 +171,8 @@ async def start_source(fake_apiserver: FakeApiServer) -> AsyncIterator[StartSour
     running: list[RunningSource] = []
 
     async def start(node: str = NODE, **kube: Any) -> RunningSource:
-        settings = KubeSettings(source="metaserver", url=fake_apiserver.url, **kube)
+        kube = {"source": "metaserver", "url": fake_apiserver.url, **kube}
+        settings = KubeSettings(**kube)
         registry = DeviceRegistry()
         metrics = Metrics()
         recorded = RegistryEvents(registry)
