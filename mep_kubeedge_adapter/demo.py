@@ -93,7 +93,6 @@ def change_line(event: ChangeEvent) -> str | None:
 
 
 def banner(api: str, mep: str, identity: AppIdentity) -> str:
-    ws = api.replace("http://", "ws://", 1)
     return f"""
 mep-kubeedge-adapter demo is running.
 
@@ -103,20 +102,53 @@ mep-kubeedge-adapter demo is running.
   metrics          {api}/metrics
   OpenAPI          {api}/openapi.json
   MEP emulator     {mep}   (app instance {identity.app_instance_id})
+"""
 
-Try:
-  curl -s {api}{BASE}/devices
-  curl -s -i {api}{BASE}/devices/default/thermo-1/twin
-  curl -s -X PATCH -H 'Content-Type: application/merge-patch+json' \\
-       -d '{{"desired": {{"speed": "1500"}}}}' {api}{BASE}/devices/default/pump-1/twin
-  curl -s -X POST -H 'Content-Type: application/json' \\
-       -d '{{"subscriptionType": "DeviceTwinChangeSubscription", "requestWebsocketUri": true}}' \\
-       {api}{BASE}/subscriptions
-  # then connect a websocket client to the websocketUri it returns, e.g.
-  # python -m aiohttp ... or: websocat {ws}{BASE}/subscriptions/<id>/websocket
-  curl -s {api}/readyz
 
-Live changes (Ctrl-C to stop):"""
+def try_lines(api: str, mep: str, websocket_uri: str | None) -> str:
+    """Ready-to-paste curl lines against the running demo."""
+    lines = [
+        "Try:",
+        f"  curl -s {api}{BASE}/devices",
+        f"  curl -s -i {api}{BASE}/devices/default/thermo-1/twin",
+        "  curl -s -X PATCH -H 'Content-Type: application/merge-patch+json' \\",
+        f'       -d \'{{"desired": {{"speed": "1500"}}}}\' {api}{BASE}/devices/default/pump-1/twin',
+        "  curl -s -X POST -H 'Content-Type: application/json' \\",
+        '       -d \'{"subscriptionType": "DeviceTwinChangeSubscription", "requestWebsocketUri": true}\' \\',
+        f"       {api}{BASE}/subscriptions",
+    ]
+    if websocket_uri:
+        http_uri = websocket_uri.replace("ws://", "http://", 1)
+        lines += [
+            "  # watch notifications on a websocket subscription the demo made for you:",
+            "  curl -s -N --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' \\",
+            "       -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: bWthLWRlbW8td3Mta2V5IQ==' \\",
+            f"       {http_uri}",
+        ]
+    lines += [
+        f"  curl -s {api}/readyz",
+        f"  curl -s {mep}/admin/services      # what the MEP has registered",
+        "",
+        "Live changes (Ctrl-C to stop):",
+    ]
+    return "\n".join(lines)
+
+
+async def demo_subscription(api: str) -> str | None:
+    """Create a websocket subscription through the API, as an edge app would."""
+    body = {"subscriptionType": "DeviceTwinChangeSubscription", "requestWebsocketUri": True}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{api}{BASE}/subscriptions", json=body) as resp,
+        ):
+            if resp.status != 201:
+                return None
+            reply = await resp.json()
+    except aiohttp.ClientError:
+        return None
+    uri = reply.get("websocketUri")
+    return uri if isinstance(uri, str) else None
 
 
 async def edge_app_check(mep_url: str, identity: AppIdentity, out: TextIO) -> None:
@@ -211,6 +243,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 for name, p in sorted(known.properties.items())
             )
             print(f"  {known.id}: {props}", file=out)
+        print(file=out)
+        await _wait_registered(adapter, mep, out, timeout=10)
+        await edge_app_check(mep.url, identity, out)
+        print(file=out)
+        print(try_lines(api, mep.url, await demo_subscription(api)), file=out, flush=True)
 
         def live(event: ChangeEvent) -> None:
             line = change_line(event)
@@ -218,18 +255,23 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 print(line, file=out, flush=True)
 
         stack.callback(adapter.registry.subscribe(live))
-        await _wait_registered(adapter, timeout=10)
-        await edge_app_check(mep.url, identity, out)
         await _wait_stop(stop, args.duration)
         print("stopping…", file=out, flush=True)
 
 
-async def _wait_registered(adapter: Adapter, timeout: float) -> None:
-    """Give the MP1 registration a moment so the edge app can discover the service."""
-    ready = getattr(adapter, "mep_registered", None)
-    if isinstance(ready, asyncio.Event):
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout)
+async def _wait_registered(adapter: Adapter, mep: MepEmulator, out: TextIO, timeout: float) -> None:
+    """Wait for the MP1 registration and show what the MEP now lists."""
+    from mep_kubeedge_adapter.mep.registrar import MepState
+
+    if adapter.registrar is None:
+        return
+    try:
+        await asyncio.wait_for(adapter.registrar.wait_state(MepState.REGISTERED), timeout)
+    except TimeoutError:
+        print(f"MEP registration not done yet: {adapter.registrar.status()}", file=out)
+        return
+    for service in mep.services():
+        print(f"MEP lists {service.get('serName')} ({service.get('state')})", file=out)
 
 
 async def _wait_stop(stop: asyncio.Event, duration: float | None) -> None:

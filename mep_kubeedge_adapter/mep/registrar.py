@@ -274,6 +274,7 @@ class Registrar:
         self._done = asyncio.Event()
         self._state = MepState.CONNECTING
         self._reason = "starting"
+        self._state_event = asyncio.Event()
         self._last_error: str | None = None
         self._reported_unregistered: tuple[str, ...] = ()
         self._limit_hit = False
@@ -348,9 +349,17 @@ class Registrar:
     def _count_call(self, operation: str, outcome: str) -> None:
         self._metrics.mep_calls.labels(operation, outcome).inc()
 
+    async def wait_state(self, *states: MepState) -> MepState:
+        """Wait until the registrar is in one of ``states``; woken by every state change."""
+        while self._state not in states:
+            await self._state_event.wait()
+        return self._state
+
     def _set_state(self, state: MepState, reason: str) -> None:
         if state is not self._state or reason != self._reason:
             log.info("mep_state", state=state.value, reason=reason)
+            self._state_event.set()
+            self._state_event = asyncio.Event()
         self._state = state
         self._reason = reason
         for candidate in MepState:
