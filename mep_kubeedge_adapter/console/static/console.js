@@ -174,6 +174,7 @@
       start();
     });
     $("forget-token").addEventListener("click", () => {
+      stopAll(true); // while the token still allows deleting the subscriptions
       try {
         sessionStorage.removeItem(TOKEN_KEY);
       } catch (_) {
