@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
+from mep_kubeedge_adapter.api.deps import API_BASE
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
@@ -69,7 +70,7 @@ class Adapter:
             self.registry,
             self.metrics,
             settings.api,
-            fallback_base_url=lambda: public_url(settings, self.api_port),
+            fallback_base_url=lambda: public_url(settings, self.api_port) + API_BASE,
         )
         self.registrar: Registrar | None = None
         if settings.mep.url:

@@ -88,11 +88,13 @@ async def test_simulated_device_and_adapter_converge(
         await device.wait_for_value("speed", "1500")
         await until(adapter.registry, lambda: reported(adapter.registry, "speed") == "1500")
 
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{adapter.api_port}/readyz") as resp:
-                body = await resp.json()
-                assert resp.status == 200
-                assert body["eventbus"]["mqtt"] == "connected"
-                assert body["eventbus"]["edgecore"] == "responsive"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{adapter.api_port}/readyz") as resp,
+        ):
+            body = await resp.json()
+            assert resp.status == 200
+            assert body["eventbus"]["mqtt"] == "connected"
+            assert body["eventbus"]["edgecore"] == "responsive"
         await stack.aclose()
     # The simulated device said goodbye before the adapter stopped.

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
-from mep_kubeedge_adapter.api.links import base_url
+from mep_kubeedge_adapter.api.links import LinkBuilder, links
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import (
     TWIN_KEY_PATTERN,
@@ -106,9 +106,9 @@ def twin_json(device: Device, model: DeviceModel | None) -> dict[str, Any]:
     return {"properties": properties}
 
 
-def device_json(device: Device, model: DeviceModel | None, base: str) -> dict[str, Any]:
-    """``DeviceInfo`` with links under ``base`` (the caller's view of the service root)."""
-    href = f"{base}{API_BASE}/devices/{_segment(device.id.namespace)}/{_segment(device.id.name)}"
+def device_json(device: Device, model: DeviceModel | None, url: LinkBuilder) -> dict[str, Any]:
+    """``DeviceInfo`` with links as the caller sees them (``url`` maps a path to a link)."""
+    href = url(f"{API_BASE}/devices/{_segment(device.id.namespace)}/{_segment(device.id.name)}")
     return {
         "namespace": device.id.namespace,
         "name": device.id.name,
@@ -134,11 +134,9 @@ def _property_spec_json(spec: PropertySpec) -> dict[str, Any]:
     }
 
 
-def model_json(model: DeviceModel, base: str) -> dict[str, Any]:
+def model_json(model: DeviceModel, url: LinkBuilder) -> dict[str, Any]:
     """``DeviceModelInfo``: what an app needs to write a property (type, access mode, unit)."""
-    href = (
-        f"{base}{API_BASE}/device_models/{_segment(model.id.namespace)}/{_segment(model.id.name)}"
-    )
+    href = url(f"{API_BASE}/device_models/{_segment(model.id.namespace)}/{_segment(model.id.name)}")
     return {
         "namespace": model.id.namespace,
         "name": model.id.name,
@@ -213,7 +211,7 @@ def _twin_response(registry: DeviceRegistry, device: Device) -> web.Response:
 async def list_devices(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     labels = _label_filter(request.query.getall("label", []))
-    base = base_url(request, deps.settings.api.public_url)
+    base = links(request, deps.settings.api.public_url).url
     registry = deps.registry
     return web.json_response(
         [
@@ -227,7 +225,7 @@ async def list_devices(request: web.Request) -> web.Response:
 async def read_device(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     device = get_device(deps.registry, _device_id(request))
-    base = base_url(request, deps.settings.api.public_url)
+    base = links(request, deps.settings.api.public_url).url
     return web.json_response(device_json(device, deps.registry.model_of(device), base))
 
 
@@ -256,7 +254,7 @@ async def patch_twin(request: web.Request) -> web.Response:
 
 async def list_models(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    base = base_url(request, deps.settings.api.public_url)
+    base = links(request, deps.settings.api.public_url).url
     namespace = request.query.get("namespace")
     return web.json_response(
         [
@@ -273,7 +271,7 @@ async def read_model(request: web.Request) -> web.Response:
     model = deps.registry.model(model_id)
     if model is None:
         raise AdapterError(ErrorKind.NOT_FOUND, f"no device model {model_id} on this node")
-    return web.json_response(model_json(model, base_url(request, deps.settings.api.public_url)))
+    return web.json_response(model_json(model, links(request, deps.settings.api.public_url).url))
 
 
 def add_routes(app: web.Application) -> None:

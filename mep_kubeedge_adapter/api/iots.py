@@ -43,7 +43,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
-from mep_kubeedge_adapter.api.links import base_url
+from mep_kubeedge_adapter.api.links import links
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import AdapterError, Device, DeviceId, ErrorKind
 from mep_kubeedge_adapter.settings import Settings
@@ -180,7 +180,7 @@ def _security(settings: Settings) -> dict[str, Any]:
     return {}
 
 
-def platform_info_json(settings: Settings, api_base_url: str, enabled: bool) -> dict[str, Any]:
+def platform_info_json(settings: Settings, device_api_url: str, enabled: bool) -> dict[str, Any]:
     """This node's KubeEdge as MEC 033 ``IotPlatformInfo``."""
     return {
         "iotPlatformId": platform_id(settings.node_name),
@@ -205,7 +205,7 @@ def platform_info_json(settings: Settings, api_base_url: str, enabled: bool) -> 
                 "type": "REST_HTTP",
                 "protocol": "HTTP",
                 "version": "1.1",
-                "endpoint": {"uris": [f"{api_base_url}{API_BASE}"]},
+                "endpoint": {"uris": [device_api_url]},
                 "security": _security(settings),
             }
         ],
@@ -283,8 +283,8 @@ def _device_id(request: web.Request) -> DeviceId:
 
 
 def _device_location(request: web.Request, device_id: DeviceId) -> str:
-    root = base_url(request, _settings(request).api.public_url)
-    return f"{root}{DEVICES}/{quote(str(device_id), safe='')}"
+    url = links(request, _settings(request).api.public_url).url
+    return url(f"{DEVICES}/{quote(str(device_id), safe='')}")
 
 
 async def list_devices(request: web.Request) -> web.Response:
@@ -332,8 +332,8 @@ async def platform_write(request: web.Request) -> web.Response:
 def _platform(request: web.Request) -> dict[str, Any]:
     deps = request.app[DEPS]
     ready, _ = deps.readiness()
-    root = base_url(request, deps.settings.api.public_url)
-    return platform_info_json(deps.settings, root, ready)
+    api = links(request, deps.settings.api.public_url).url(API_BASE)
+    return platform_info_json(deps.settings, api, ready)
 
 
 class _KeyValue(BaseModel):

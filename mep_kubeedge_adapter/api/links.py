@@ -14,11 +14,20 @@ A link must therefore be built from the request that is being answered, not from
 
 Header values are untrusted: a value that is not a plain scheme, host[:port], port or path is
 ignored rather than copied into a URL.
+
+Kong forwards ``/<gwName>/rest`` to ``<registered URI> + /rest``: the stripped prefix stands
+for the *registered* path (``/kubeedge_devices/v1`` for the node service, ``/iots/v1`` for the
+MEC 033 service, ``…/devices/{ns}/{name}`` in per-device mode), not for the root. ``links()``
+recognises a gateway name (``<serName><20 hex>``, reference edgegallery-mep.md §10) and maps
+paths under that registered path through the gateway; a link outside it (a subscription seen
+through a per-device route) points at the adapter directly.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -27,6 +36,9 @@ _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::\d{1,5})?$")
 _PORT = re.compile(r"^\d{1,5}$")
 _PREFIX = re.compile(r"^(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]*)*$")
 _SCHEMES = frozenset({"http", "https"})
+_GATEWAY_NAME = re.compile(r"^(?P<ser>[A-Za-z0-9][A-Za-z0-9_-]*?)[0-9a-f]{20}$")
+DEVICE_API = "/kubeedge_devices/v1"
+IOTS_API = "/iots/v1"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -135,3 +147,52 @@ def websocket_url(http_url: str) -> str:
     if http_url.startswith("http://"):
         return "ws://" + http_url[len("http://") :]
     return http_url
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Absolute URLs for paths of this service, as the caller of one request sees them."""
+
+    base: str
+    """Where the caller reached ``root``."""
+    root: str = ""
+    """The path ``base`` stands for (a gateway's registered path); ``""`` = the service root."""
+    direct: str = ""
+    """The service root without the gateway, for paths outside ``root``."""
+
+    def url(self, path: str) -> str:
+        if not self.root:
+            return self.base + path
+        if path == self.root or path.startswith(self.root + "/"):
+            return self.base + path[len(self.root) :]
+        return (self.direct or self.base) + path
+
+
+def _registered_path(ser_name: str, path: str) -> str | None:
+    """The path a gateway route of this service name forwards to, if ``path`` lies under it."""
+    segments = path.split("/")
+    if ser_name.startswith("kubeedge-devices-"):
+        root = DEVICE_API
+    elif ser_name.startswith("iots-"):
+        root = IOTS_API
+    elif ser_name.startswith(("kubeedge-device-", "kubeedge-model-")) and len(segments) >= 6:
+        root = "/".join(segments[:6])
+    else:
+        return None
+    return root if path == root or path.startswith(root + "/") else None
+
+
+def links(request: web.Request, public_url: str | None = None) -> Links:
+    """How to link to this service's paths in the answer to ``request``."""
+    base = base_url(request, public_url)
+    prefix = _prefix(_first(request.headers.get("X-Forwarded-Prefix")))
+    if prefix:
+        match = _GATEWAY_NAME.match(prefix.rsplit("/", 1)[-1])
+        root = _registered_path(match.group("ser"), request.path) if match else None
+        if root is not None:
+            direct = public_url.rstrip("/") if public_url else f"{request.scheme}://{request.host}"
+            return Links(base, root, direct)
+    return Links(base)
+
+
+LinkBuilder = Callable[[str], str]

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from mep_kubeedge_adapter.api.auth import WEBSOCKET_BEARER_PROTOCOL
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
-from mep_kubeedge_adapter.api.links import base_url
+from mep_kubeedge_adapter.api.links import links
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.notify.models import Subscription, SubscriptionRequest
@@ -61,7 +61,8 @@ def _engine(request: web.Request) -> SubscriptionApi:
 
 
 def _base(request: web.Request) -> str:
-    return base_url(request, request.app[DEPS].settings.api.public_url)
+    """The device API's base URL (``…/kubeedge_devices/v1``) as the caller reaches it."""
+    return links(request, request.app[DEPS].settings.api.public_url).url(API_BASE)
 
 
 async def _read_request(request: web.Request) -> SubscriptionRequest:

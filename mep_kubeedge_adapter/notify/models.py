@@ -155,5 +155,6 @@ class Subscription:
         return self.request.model_dump(mode="json", exclude_none=True)
 
 
-def subscription_href(base_url: str, subscription_id: str) -> str:
-    return f"{base_url.rstrip('/')}{API_BASE_PATH}/subscriptions/{subscription_id}"
+def subscription_href(api_base: str, subscription_id: str) -> str:
+    """``api_base`` is the device API's base URL as the caller reaches it (``…/kubeedge_devices/v1``)."""
+    return f"{api_base.rstrip('/')}/subscriptions/{subscription_id}"

@@ -29,7 +29,6 @@ from mep_kubeedge_adapter.notify.addresses import AddressPolicy, OwnAddresses
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.dispatcher import NotificationDispatcher
 from mep_kubeedge_adapter.notify.models import (
-    API_BASE_PATH,
     FilteringCriteria,
     Subscription,
     SubscriptionRequest,
@@ -269,4 +268,4 @@ def websocket_uri(base_url: str, subscription_id: str) -> str:
         base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://") :]
-    return f"{base}{API_BASE_PATH}/subscriptions/{subscription_id}/websocket"
+    return f"{base}/subscriptions/{subscription_id}/websocket"

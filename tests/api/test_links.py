@@ -100,9 +100,37 @@ async def test_device_links_follow_x_forwarded_headers(harness: ApiHarness) -> N
         },
     )
     thermo = next(d for d in reply.json() if d["name"] == "thermo-1")
-    assert thermo["_links"]["self"]["href"] == f"https://mep-api-gw.mep:8443/{GW_NAME}{THERMO}"
-    assert thermo["_links"]["twin"]["href"] == (
-        f"https://mep-api-gw.mep:8443/{GW_NAME}{THERMO}/twin"
+    # Kong forwards /<gwName>/x to <registered URI>/x: the gateway name stands for the
+    # registered /kubeedge_devices/v1, so links drop it after the prefix.
+    gateway = f"https://mep-api-gw.mep:8443/{GW_NAME}"
+    assert thermo["_links"]["self"]["href"] == f"{gateway}/devices/default/thermo-1"
+    assert thermo["_links"]["twin"]["href"] == f"{gateway}/devices/default/thermo-1/twin"
+
+
+async def test_a_plain_proxy_prefix_is_kept_in_front_of_the_whole_path(harness: ApiHarness) -> None:
+    reply = await harness.call(
+        "GET",
+        "/kubeedge_devices/v1/devices",
+        headers={"X-Forwarded-Host": "proxy.example", "X-Forwarded-Prefix": "/adapter"},
+    )
+    thermo = next(d for d in reply.json() if d["name"] == "thermo-1")
+    assert thermo["_links"]["self"]["href"] == f"http://proxy.example/adapter{THERMO}"
+
+
+def test_links_through_a_per_device_gateway_route() -> None:
+    from mep_kubeedge_adapter.api.links import Links
+
+    route = Links(
+        "https://gw/kubeedge-device-edge-1-default-thermo-1" + "0" * 20,
+        "/kubeedge_devices/v1/devices/default/thermo-1",
+        "http://10.0.0.5:8080",
+    )
+    assert route.url("/kubeedge_devices/v1/devices/default/thermo-1/twin") == (
+        "https://gw/kubeedge-device-edge-1-default-thermo-1" + "0" * 20 + "/twin"
+    )
+    # A subscription is not under that route: its link points at the adapter directly.
+    assert route.url("/kubeedge_devices/v1/subscriptions/s1") == (
+        "http://10.0.0.5:8080/kubeedge_devices/v1/subscriptions/s1"
     )
 
 

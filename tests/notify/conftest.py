@@ -22,7 +22,7 @@ from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
 from mep_kubeedge_adapter.settings import ApiSettings
 from mep_kubeedge_adapter.store import SubscriptionStore
 
-BASE_URL = "http://adapter.test:8080"
+BASE_URL = "http://adapter.test:8080/kubeedge_devices/v1"
 FAST = DeliverySettings(
     backoff_base=0.005,
     backoff_cap=0.02,

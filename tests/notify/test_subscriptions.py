@@ -130,11 +130,11 @@ async def test_a_past_expiry_is_refused(service: SubscriptionService, clock: Clo
 
 
 async def test_create_get_list_delete(service: SubscriptionService) -> None:
-    first = await service.create(callback("http://127.0.0.1:9/a"), base_url="http://gw/x")
+    first = await service.create(callback("http://127.0.0.1:9/a"), base_url="http://gw/x/kubeedge_devices/v1")
     second = await service.create(callback("http://127.0.0.1:9/b", STATE))
     assert await service.get(first.id) == first
     assert [s.id for s in await service.list()] == [first.id, second.id]
-    assert first.base_url == "http://gw/x"
+    assert first.base_url == "http://gw/x/kubeedge_devices/v1"
     assert second.base_url == BASE_URL
     await service.delete(first.id)
     with pytest.raises(AdapterError) as caught:
@@ -155,7 +155,7 @@ async def test_to_json_links_and_websocket_uri(service: SubscriptionService) -> 
         expiryDeadline=TimeStamp(seconds=1_900_000_000),
     )
     subscription = await service.create(request)
-    body = service.to_json(subscription, "https://mep-api-gw:8443/app")
+    body = service.to_json(subscription, "https://mep-api-gw:8443/app/kubeedge_devices/v1")
     sid = subscription.id
     assert body == {
         "id": sid,
@@ -174,7 +174,7 @@ async def test_to_json_links_and_websocket_uri(service: SubscriptionService) -> 
         },
         "websocketUri": f"wss://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/{sid}/websocket",
     }
-    plain = service.to_json(subscription, "http://10.0.0.1:8080/")
+    plain = service.to_json(subscription, "http://10.0.0.1:8080/kubeedge_devices/v1/")
     assert plain["websocketUri"].startswith("ws://10.0.0.1:8080/kubeedge_devices/v1/")
     other = await service.create(callback("http://127.0.0.1:9/n"))
     assert "websocketUri" not in service.to_json(other, "http://h")
@@ -212,7 +212,7 @@ async def test_subscriptions_and_sequences_survive_a_restart(
     store = SubscriptionStore(path, flush_interval=3600)
     await store.open()
     service = await service_factory(store_=store)
-    subscription = await service.create(callback(sink.url), base_url="https://gw/app")
+    subscription = await service.create(callback(sink.url), base_url="https://gw/app/kubeedge_devices/v1")
     for i in range(3):
         report(registry, THERMO, 1 + i, temperature=str(i))
     await sink.wait_for(3)
@@ -223,7 +223,7 @@ async def test_subscriptions_and_sequences_survive_a_restart(
         restarted = await service_factory(store_=reopened)
         (loaded,) = await restarted.list()
         assert loaded == subscription
-        assert loaded.base_url == "https://gw/app"
+        assert loaded.base_url == "https://gw/app/kubeedge_devices/v1"
         report(registry, THERMO, 10, temperature="10")
         received = await sink.wait_for(4)
         assert received[-1]["sequence"] == 4

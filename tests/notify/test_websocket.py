@@ -96,7 +96,7 @@ async def test_every_attached_socket_gets_every_notification(
     endpoint: WebsocketEndpoint, service: SubscriptionService, registry: DeviceRegistry
 ) -> None:
     add_devices(registry)
-    subscription = await service.create(websocket_only(), base_url="http://gw")
+    subscription = await service.create(websocket_only(), base_url="http://gw/kubeedge_devices/v1")
     async with (
         await endpoint.connect(subscription.id) as first,
         await endpoint.connect(subscription.id) as second,
