@@ -894,9 +894,15 @@
     else setLive("warn", `connecting (${open}/${streams.length})`);
   }
 
+  // Subscriptions left behind when the token was refused; removed once a token works again.
+  const orphans = new Set();
+
   function stopAll(remove) {
     generation += 1;
-    for (const stream of streams) stream.stop(remove);
+    for (const stream of streams) {
+      if (!remove && stream.id) orphans.add(stream.id);
+      stream.stop(remove);
+    }
     streams = [];
   }
 
@@ -1015,6 +1021,8 @@
     const gen = generation;
     setLive("warn", "connecting…");
     if (!(await loadDevices()) || gen !== generation || authWanted) return;
+    for (const id of orphans) deleteSubscription(id);
+    orphans.clear();
     streams = SUBSCRIPTION_TYPES.map((type) => new Stream(type, gen));
     updateLive();
     for (const stream of streams) stream.ensure();
