@@ -4,7 +4,9 @@ The page is three static files shipped in the package (``static/``): plain HTML,
 JavaScript, no build step and no external URL, because an edge node usually has no internet.
 It holds no data of its own: everything it shows comes from the adapter's API, called with
 *relative* URLs (``../kubeedge_devices/v1/...``, ``../readyz``, ``../metrics``), so it works
-unchanged behind a reverse proxy that strips a path prefix (the MEP gateway's ``/<gwName>``).
+unchanged behind a reverse proxy that serves the adapter under a path prefix and strips it.
+(The MEP's Kong route is not such a proxy: it maps ``/<gwName>`` to the registered
+``/kubeedge_devices/v1`` and wants a bearer token on every request, page loads included.)
 
 What the page does, in short: lists the node's devices and their twins, keeps them current
 through websocket subscriptions (twin, state and membership changes; it reconnects with

@@ -2,8 +2,8 @@
 
 * ``demo_stack``: the demo's chain in-process (mosquitto, EdgeCore emulator, one simulated
   device per demo device, MEP emulator, the adapter) with the console served by the adapter;
-* ``GatewayProxy``: a path-prefix reverse proxy like the MEP's Kong route (strips
-  ``/<gwName>``, adds ``X-Forwarded-*``), which also carries websockets and can drop them;
+* ``GatewayProxy``: a reverse proxy that serves the adapter's root under a path prefix
+  (strips it, adds ``X-Forwarded-*``), carries websockets and can drop them;
 * ``browser``: Debian's Chromium driven by Playwright over its own driver; no browser is
   downloaded. The tests skip only when no Chromium is installed.
 
@@ -226,7 +226,7 @@ _WEBSOCKET_HEADERS = frozenset(
 
 
 class GatewayProxy:
-    """``http://127.0.0.1:<port>/<prefix>/...`` → ``<upstream>/...``, like a Kong route.
+    """``http://127.0.0.1:<port>/<prefix>/...`` → ``<upstream>/...`` (an ingress or gateway).
 
     ``paths`` records every path the browser asked for; ``drop_websockets()`` cuts every
     proxied websocket as a network failure would (no close frame reaches the page first).

@@ -187,7 +187,7 @@ async def test_console_behind_a_gateway_prefix_with_bearer_tokens(
 ) -> None:
     stack = await demo_stack(auth="jwt")
     token = await stack.mep_token()
-    async with GatewayProxy(stack.url, "kubeedge-devices-demo-node4f1c2a9e0b7d6c5e3a21") as gw:
+    async with GatewayProxy(stack.url, "edge-gw/mka") as gw:
         context = await browser.new_context(viewport={"width": 1440, "height": 900})
         page = await context.new_page()
         log = PageLog(page)
