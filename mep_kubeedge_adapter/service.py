@@ -158,6 +158,7 @@ class Adapter:
             readiness=self.readiness,
             writer=self.writer,
             subscriptions=self.subscriptions,
+            device_crs=self.kube,
         )
         runner = web.AppRunner(create_app(deps), access_log=None, shutdown_timeout=5.0)
         await runner.setup()

@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mep_kubeedge_adapter.api import devices, openapi, subscriptions
+from mep_kubeedge_adapter.api import devices, iots, openapi, subscriptions
 from mep_kubeedge_adapter.api.auth import EXEMPT_PATHS, BearerVerifier, auth_middleware
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, ApiDeps, Readiness
 from mep_kubeedge_adapter.api.problems import REQUEST_ID, problem_middleware
@@ -123,4 +123,5 @@ def create_app(deps: ApiDeps) -> web.Application:
     app.router.add_get(openapi.PATH, openapi.serve, allow_head=False)
     devices.add_routes(app)
     subscriptions.add_routes(app)
+    iots.add_iots_routes(app, device_crs=deps.device_crs)
     return app

@@ -14,6 +14,7 @@ from mep_kubeedge_adapter.settings import Settings
 from mep_kubeedge_adapter.usecases import DesiredWriter
 
 if TYPE_CHECKING:
+    from mep_kubeedge_adapter.api.iots import DeviceCrs
     from mep_kubeedge_adapter.api.subscriptions import SubscriptionApi
 
 API_BASE = "/kubeedge_devices/v1"
@@ -36,6 +37,8 @@ class ApiDeps:
     readiness: Readiness
     writer: DesiredWriter
     subscriptions: SubscriptionApi | None = None
+    device_crs: DeviceCrs | None = None
+    """The kube source's Device CR writes, for the MEC 033 write side (else 403)."""
 
 
 DEPS = web.AppKey("deps", ApiDeps)

@@ -83,7 +83,7 @@ _DEVICE_FIELDS = frozenset(
         "enabled",
     }
 )
-_PLATFORM_REQUIRED = ("iotPlatformId", "enabled")
+_PLATFORM_REQUIRED = ("iotPlatformId", "userTransportInfo", "enabled")
 _PLATFORM_FIELDS = frozenset(
     {"iotPlatformId", "enabled", "userTransportInfo", "customServicesTransportInfo"}
 )
@@ -494,3 +494,137 @@ def add_iots_routes(app: web.Application, *, device_crs: DeviceCrs | None = None
     r.add_get(PLATFORM, get_platform, allow_head=False)
     r.add_put(PLATFORM, platform_write)
     r.add_delete(PLATFORM, platform_write)
+
+
+def openapi_paths(responses: Any, json_body: Any) -> dict[str, Any]:
+    """The ``/iots/v1`` operations for ``/openapi.json`` (helpers come from ``openapi.py``)."""
+    device = {"$ref": "#/components/schemas/Mec033DeviceInfo"}
+    platform = {"$ref": "#/components/schemas/Mec033IotPlatformInfo"}
+    device_id = {
+        "name": "registeredDeviceId",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "the device id <namespace>/<name>, with the '/' percent-encoded",
+        "example": "default%2Fthermo-1",
+    }
+    two_segments = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in ("namespace", "name")
+    ]
+    platform_id_param = {
+        "name": "registeredIotPlatformId",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    query = [
+        {
+            "name": "filter",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "(eq,<attribute>,<value>) on enabled, deviceId or requestedIotPlatformId",
+        },
+        {
+            "name": "fields",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "comma-separated attributes to return (the mandatory ones always are)",
+        },
+    ]
+    many_devices = json_body({"type": "array", "items": device}, "Registered devices")
+    one_device = json_body(device, "A registered device")
+    created = json_body(device, "The Device CR was created", "Location")
+    writes = ("400", "403", "404", "409")
+
+    def item_ops(params: list[Any], prefix: str) -> dict[str, Any]:
+        return {
+            "parameters": params,
+            "get": {
+                "operationId": f"{prefix}Get",
+                "summary": "One registered device",
+                "responses": responses({"200": one_device}, "401", "404"),
+            },
+            "put": {
+                "operationId": f"{prefix}Put",
+                "summary": "Change the Device CR",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": device}},
+                },
+                "responses": responses({"200": one_device}, "401", *writes),
+            },
+            "delete": {
+                "operationId": f"{prefix}Delete",
+                "summary": "Delete the Device CR",
+                "responses": responses({"204": {"description": "Deleted"}}, "401", "403", "404"),
+            },
+        }
+
+    refused = responses({}, "401", "403")
+    return {
+        DEVICES: {
+            "get": {
+                "operationId": "iotsListDevices",
+                "summary": "This node's devices (MEC 033)",
+                "parameters": query,
+                "responses": responses({"200": many_devices}, "400", "401"),
+            },
+            "post": {
+                "operationId": "iotsCreateDevice",
+                "summary": "Create a Device CR",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": device}},
+                },
+                "responses": responses({"201": created}, "401", *writes),
+            },
+        },
+        DEVICE: item_ops([device_id], "iotsDevice"),
+        DEVICE_2: item_ops(two_segments, "iotsDeviceBySegments"),
+        PLATFORMS: {
+            "get": {
+                "operationId": "iotsListPlatforms",
+                "summary": "KubeEdge on this node",
+                "parameters": query,
+                "responses": responses(
+                    {"200": json_body({"type": "array", "items": platform}, "IoT platforms")},
+                    "400",
+                    "401",
+                ),
+            },
+            "post": {
+                "operationId": "iotsCreatePlatform",
+                "summary": "Not allowed",
+                "responses": refused,
+            },
+        },
+        PLATFORM: {
+            "parameters": [platform_id_param],
+            "get": {
+                "operationId": "iotsGetPlatform",
+                "summary": "KubeEdge on this node",
+                "responses": responses(
+                    {"200": json_body(platform, "The IoT platform")}, "401", "404"
+                ),
+            },
+            "put": {
+                "operationId": "iotsPutPlatform",
+                "summary": "Not allowed",
+                "responses": refused,
+            },
+            "delete": {
+                "operationId": "iotsDeletePlatform",
+                "summary": "Not allowed",
+                "responses": refused,
+            },
+        },
+    }
+
+
+def openapi_schemas() -> dict[str, Any]:
+    from mep_kubeedge_adapter.api.iots_schema import DEVICE_INFO, IOT_PLATFORM_INFO
+
+    return {"Mec033DeviceInfo": DEVICE_INFO, "Mec033IotPlatformInfo": IOT_PLATFORM_INFO}

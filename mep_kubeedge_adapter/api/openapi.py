@@ -23,7 +23,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from mep_kubeedge_adapter import __version__ as package_version
-from mep_kubeedge_adapter.api import devices, subscriptions
+from mep_kubeedge_adapter.api import devices, iots, subscriptions
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import base_url
 from mep_kubeedge_adapter.api.problems import PROBLEM_JSON, PROBLEM_TYPE_PREFIX
@@ -234,7 +234,9 @@ _PROBLEMS: Mapping[str, str] = {
     "400": "The request is malformed: bad JSON, a wrong shape, an unknown property, or a "
     "value EdgeCore would refuse (nothing was published)",
     "401": "No valid mepauth bearer token (only with MKA_API__AUTH=jwt)",
+    "403": "Not allowed here (MEC 033 writes need a kube source that can write)",
     "404": "No such device, model or subscription",
+    "409": "The Device CR changed meanwhile, or already exists",
     "412": "If-Match does not match the twin's current ETag",
     "413": "The body is larger than MKA_API__MAX_BODY",
     "415": "The body's Content-Type is not one this operation reads",
@@ -488,6 +490,7 @@ def _document(auth: bool) -> Json:
         "Readiness": _READINESS,
         **_pydantic_schemas(devices.TwinPatch),
         **subscriptions.openapi_schemas(_pydantic_schemas),
+        **iots.openapi_schemas(),
     }
     document: Json = {
         "openapi": "3.1.0",
@@ -499,7 +502,7 @@ def _document(auth: bool) -> Json:
             f"EdgeGallery's MEP gateway. Base path {API_BASE}. Errors are "
             "application/problem+json (RFC 7807).",
         },
-        "paths": {**_paths(), **_operations_paths()},
+        "paths": {**_paths(), **iots.openapi_paths(_responses, _json), **_operations_paths()},
         "components": {"schemas": schemas, "headers": _HEADERS},
     }
     if auth:

@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestServer
 from openapi_schema_validator import OAS31Validator
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
-from mep_kubeedge_adapter.api.iots import DeviceCrs, add_iots_routes
+from mep_kubeedge_adapter.api.iots import DeviceCrs
+from mep_kubeedge_adapter.api.iots_schema import DEVICE_INFO, IOT_PLATFORM_INFO
 from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.observability import Metrics
@@ -28,145 +29,15 @@ from mep_kubeedge_adapter.usecases import UnsupportedWriter
 
 PLATFORM_ID = "kubeedge-edge-1.lan"
 
-_STR = {"type": "string"}
-_KEY_VALUE = {
-    "type": "object",
-    "required": ["key", "value"],
-    "additionalProperties": False,
-    "properties": {"key": _STR, "value": _STR},
-}
-DEVICE_INFO: dict[str, Any] = {
-    "type": "object",
-    "required": ["deviceAuthenticationInfo", "deviceId", "enabled"],
-    "additionalProperties": False,
-    "properties": {
-        "deviceAuthenticationInfo": {"type": ["string", "object"]},
-        "deviceMetadata": {"type": "array", "items": _KEY_VALUE},
-        **{k: _STR for k in ("gpsi", "pei", "supi", "msisdn", "imei", "imsi", "iccid")},
-        "deviceId": _STR,
-        "requestedMecTrafficRule": {"type": "array"},
-        "requestedIotPlatformId": _STR,
-        "requestedUserTransportId": _STR,
-        "deviceSpecificMessageFormats": {"type": "object"},
-        "downlinkInfo": {"type": "object"},
-        "clientCertificate": _STR,
-        "enabled": {"type": "boolean"},
-    },
-}
-_ENDPOINT = {
-    "type": "object",
-    "minProperties": 1,
-    "maxProperties": 1,
-    "additionalProperties": False,
-    "properties": {
-        "uris": {"type": "array", "items": {"type": "string", "format": "uri"}, "minItems": 1},
-        "addresses": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["host", "port"],
-                "additionalProperties": False,
-                "properties": {"host": _STR, "port": {"type": "integer"}},
-            },
-        },
-        "alternative": {"type": "object"},
-        "fqdn": {"type": "array", "items": _STR},
-    },
-}
-_SECURITY = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "oAuth2Info": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["grantTypes"],
-            "properties": {
-                "grantTypes": {
-                    "type": "array",
-                    "items": {
-                        "enum": [
-                            "OAUTH2_AUTHORIZATION_CODE",
-                            "OAUTH2_IMPLICIT_GRANT",
-                            "OAUTH2_RESOURCE_OWNER",
-                            "OAUTH2_CLIENT_CREDENTIALS",
-                        ]
-                    },
-                },
-                "tokenEndpoint": _STR,
-            },
-        }
-    },
-}
-_TRANSPORT_PROPS: dict[str, Any] = {
-    "id": _STR,
-    "name": _STR,
-    "description": _STR,
-    "type": {
-        "enum": [
-            "REST_HTTP",
-            "MB_TOPIC_BASED",
-            "MB_ROUTING",
-            "MB_PUBSUB",
-            "RPC",
-            "RPC_STREAMING",
-            "WEBSOCKET",
-        ]
-    },
-    "protocol": _STR,
-    "version": _STR,
-    "endpoint": _ENDPOINT,
-    "security": _SECURITY,
-    "implSpecificInfo": {"type": "object"},
-}
-TRANSPORT_INFO = {
-    "type": "object",
-    "required": ["id", "name", "type", "protocol", "version", "endpoint", "security"],
-    "additionalProperties": False,
-    "properties": _TRANSPORT_PROPS,
-}
-MB_TRANSPORT_INFO = {
-    "type": "object",
-    "required": [
-        "id",
-        "name",
-        "type",
-        "protocol",
-        "version",
-        "endpoint",
-        "security",
-        "implSpecificInfo",
-    ],
-    "additionalProperties": False,
-    "properties": {
-        **_TRANSPORT_PROPS,
-        "type": {"const": "MB_TOPIC_BASED"},
-        "implSpecificInfo": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                k: {"type": "array", "items": _STR}
-                for k in ("eventTopics", "uplinkTopics", "downlinkTopics")
-            },
-        },
-    },
-}
-IOT_PLATFORM_INFO = {
-    "type": "object",
-    "required": ["iotPlatformId", "userTransportInfo", "enabled"],
-    "additionalProperties": False,
-    "properties": {
-        "iotPlatformId": _STR,
-        "userTransportInfo": {"type": "array", "minItems": 1, "items": MB_TRANSPORT_INFO},
-        "customServicesTransportInfo": {"type": "array", "items": TRANSPORT_INFO},
-        "enabled": {"type": "boolean"},
-    },
-}
 PROBLEM = {
     "type": "object",
     "required": ["type", "title", "status", "detail", "instance"],
-    "properties": {"status": {"type": "integer"}, "detail": _STR, "type": _STR, "title": _STR},
+    "properties": {
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+    },
 }
 
 
@@ -275,9 +146,9 @@ async def _serve(writable: bool, **settings: Any) -> AsyncIterator[Iots]:
         metrics=Metrics(),
         readiness=lambda: (True, {}),
         writer=UnsupportedWriter("not in these tests"),
+        device_crs=crs,
     )
     app = create_app(deps)
-    add_iots_routes(app, device_crs=crs)
     async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
         yield Iots(session, str(server.make_url("")).rstrip("/"), registry, crs)
 
