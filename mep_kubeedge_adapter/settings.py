@@ -313,7 +313,12 @@ class _MappingEnvSource(PydanticBaseSettingsSource):
             path = key[len(ENV_PREFIX) :].lower().split("__")
             node = self._values
             for part in path[:-1]:
-                node = node.setdefault(part, {})
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise SettingsError(_env_conflict(key))
+                node = child
+            if isinstance(node.get(path[-1]), dict):
+                raise SettingsError(_env_conflict(key))
             stripped = value.strip()
             if stripped.startswith(("[", "{")):
                 try:
@@ -328,6 +333,13 @@ class _MappingEnvSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+def _env_conflict(key: str) -> str:
+    return (
+        f"invalid settings: {key} sets a value where another variable sets a group "
+        "(or the other way round)"
+    )
 
 
 def _describe_validation_error(exc: ValueError) -> str:
