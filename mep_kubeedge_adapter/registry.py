@@ -181,11 +181,7 @@ class DeviceRegistry:
             self._replace_twin(
                 device_id,
                 {
-                    name: replace(
-                        prop,
-                        reported=prop.reported if _from_kube(prop.reported) else None,
-                        desired=prop.desired if _from_kube(prop.desired) else None,
-                    )
+                    name: _kube_values_only(prop)
                     for name, prop in device.properties.items()
                     if prop.declared
                 },
@@ -210,20 +206,23 @@ class DeviceRegistry:
             if name in twins:
                 continue
             if prop.declared:
-                updated[name] = replace(
-                    prop,
-                    reported=prop.reported if _from_kube(prop.reported) else None,
-                    desired=prop.desired if _from_kube(prop.desired) else None,
-                )
+                updated[name] = _kube_values_only(prop)
         for name, state in twins.items():
             updated[name] = _apply_state(device.properties.get(name), name, state, full=True)
         self._replace_twin(device_id, updated)
 
-    def apply_twin_states(self, device_id: DeviceId, twins: Mapping[str, TwinState | None]) -> None:
-        """Partial twin facts (update result, document ``current``, delta ``twin``).
+    def apply_twin_states(
+        self,
+        device_id: DeviceId,
+        twins: Mapping[str, TwinState | None],
+        *,
+        full: bool = False,
+    ) -> None:
+        """Twin facts from EdgeCore: ``None`` for a key means EdgeCore deleted that twin.
 
-        ``None`` for a key means EdgeCore deleted that twin. A state carries only the
-        sides the message had; sides it lacks are left as they are.
+        Partial states (update result, delta ``twin``) carry only the sides the message had;
+        sides they lack are left as they are. ``full`` states (a document's ``current``)
+        describe the whole twin: a side they lack is empty on the edge.
         """
         device = self._devices.get(device_id)
         if device is None:
@@ -232,42 +231,14 @@ class DeviceRegistry:
         for name, state in twins.items():
             prop = device.properties.get(name)
             if state is None:
-                if prop is None:
-                    continue
-                if prop.declared:
-                    updated[name] = replace(
-                        prop,
-                        reported=prop.reported if _from_kube(prop.reported) else None,
-                        desired=prop.desired if _from_kube(prop.desired) else None,
-                        twin_type=None,
-                    )
-                else:
-                    del updated[name]
-                continue
-            updated[name] = _apply_state(prop, name, state, full=False)
+                _forget_twin(updated, name, prop)
+            else:
+                updated[name] = _apply_state(prop, name, state, full=full)
         self._replace_twin(device_id, updated)
 
     def apply_document(self, device_id: DeviceId, currents: Mapping[str, TwinState | None]) -> None:
         """A twin document's ``current`` states: the whole state of each changed twin."""
-        device = self._devices.get(device_id)
-        if device is None:
-            return
-        updated = dict(device.properties)
-        for name, state in currents.items():
-            prop = device.properties.get(name)
-            if state is None:
-                if prop is not None:
-                    if prop.declared:
-                        updated[name] = replace(
-                            prop,
-                            reported=prop.reported if _from_kube(prop.reported) else None,
-                            desired=prop.desired if _from_kube(prop.desired) else None,
-                        )
-                    else:
-                        del updated[name]
-                continue
-            updated[name] = _apply_state(prop, name, state, full=True)
-        self._replace_twin(device_id, updated)
+        self.apply_twin_states(device_id, currents, full=True)
 
     def apply_state(self, device_id: DeviceId, state: str, last_online: str | None) -> None:
         """EdgeCore's ``state/update/result`` (or a CR's status)."""
@@ -421,6 +392,26 @@ class DeviceRegistry:
         self._devices[device_id] = new_device
         if changes:
             self._emit(TwinChanged(device_id, changes, self._clock()))
+
+
+def _kube_values_only(prop: TwinProperty) -> TwinProperty:
+    """The property without what EdgeCore told us (a CR still declares it)."""
+    return replace(
+        prop,
+        reported=prop.reported if _from_kube(prop.reported) else None,
+        desired=prop.desired if _from_kube(prop.desired) else None,
+        twin_type=None,
+    )
+
+
+def _forget_twin(properties: dict[str, TwinProperty], name: str, prop: TwinProperty | None) -> None:
+    """EdgeCore deleted a twin: a declared property stays with its CR values, others go."""
+    if prop is None:
+        return
+    if prop.declared:
+        properties[name] = _kube_values_only(prop)
+    else:
+        properties.pop(name, None)
 
 
 def _from_kube(value: TwinValue | None) -> bool:

@@ -26,6 +26,7 @@ from mep_kubeedge_adapter.api import devices, iots, openapi, subscriptions
 from mep_kubeedge_adapter.api.auth import EXEMPT_PATHS, BearerVerifier, auth_middleware
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, ApiDeps, Readiness
 from mep_kubeedge_adapter.api.problems import REQUEST_ID, problem_middleware
+from mep_kubeedge_adapter.console import add_console_routes
 
 __all__ = ["API_BASE", "DEPS", "ApiDeps", "Readiness", "create_app"]
 
@@ -124,4 +125,5 @@ def create_app(deps: ApiDeps) -> web.Application:
     devices.add_routes(app)
     subscriptions.add_routes(app)
     iots.add_iots_routes(app, device_crs=deps.device_crs)
+    add_console_routes(app)
     return app

@@ -27,6 +27,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mep_kubeedge_adapter.console import is_console_path
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 
 ALGORITHMS = ("RS512",)
@@ -111,7 +112,8 @@ def auth_middleware(verifier: BearerVerifier, websocket_routes: frozenset[str]) 
 
     @web.middleware
     async def check_bearer(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in EXEMPT_PATHS:
+        # The console's static files hold no data; the page's API calls carry the token.
+        if request.path in EXEMPT_PATHS or is_console_path(request.path):
             response: web.StreamResponse = await handler(request)
             return response
         resource = request.match_info.route.resource

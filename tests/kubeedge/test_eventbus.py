@@ -82,7 +82,7 @@ async def running_stack(
     registry = DeviceRegistry()
     metrics = Metrics()
     settings = MqttSettings.model_validate(
-        {"url": broker.url, "topic_layout": adapter_layout, "request_timeout": 2.0, **mqtt}
+        {"url": broker.url, "topic_layout": adapter_layout, "request_timeout": 5.0, **mqtt}
     )
     eventbus = EventBusClient(settings, "edge-node", registry, metrics)
     async with EdgeCoreEmulator(
