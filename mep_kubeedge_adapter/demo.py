@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import sys
 import tempfile
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiohttp
 
@@ -188,40 +190,92 @@ async def _token(session: aiohttp.ClientSession, mep_url: str, identity: AppIden
         return await client.token()
 
 
-async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    out = sys.stdout
-    devices_file: Path = args.devices or demo_devices_file()
+@dataclass(slots=True)
+class DemoStack:
+    """The running demo chain (also what the browser and sample-app tests drive)."""
+
+    broker: MosquittoBroker
+    edgecore: EdgeCoreEmulator
+    devices: dict[str, SimulatedDevice]
+    """Simulated device per ``ns/name``."""
+    mep: MepEmulator
+    identity: AppIdentity
+    """The adapter's own MEP identity."""
+    adapter: Adapter
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.adapter.api_port}"
+
+    async def mep_token(self) -> str:
+        """A mepauth token for the adapter's identity, as an app gets one from the MEP."""
+        from mep_kubeedge_adapter.mep.client import Mp1Client
+
+        identity = self.identity
+        async with Mp1Client(
+            self.mep.url, identity.app_instance_id, identity.ak, identity.sk
+        ) as client:
+            return await client.token()
+
+
+@asynccontextmanager
+async def demo_stack(
+    state_dir: Path,
+    *,
+    broker: MosquittoBroker | None = None,
+    devices_file: Path | None = None,
+    api: Mapping[str, Any] | None = None,
+    identity: AppIdentity | None = None,
+    other_identities: Sequence[AppIdentity] = (),
+    rate: float | None = None,
+    auth: str = "none",
+    log_level: str = "info",
+) -> AsyncIterator[DemoStack]:
+    """Start broker, EdgeCore emulator, simulated devices, MEP emulator and the adapter.
+
+    Everything stops in reverse order on exit. ``api`` overrides the adapter's API
+    settings (default: 127.0.0.1 on a free port); ``rate`` overrides every simulated
+    device's report rate; ``other_identities`` are further apps the MEP knows;
+    ``auth="jwt"`` makes the adapter verify the tokens the MEP emulator issues.
+    """
+    devices_file = devices_file or demo_devices_file()
     devices = load_devices(devices_file)
+    identity = identity or AppIdentity.demo()
     async with AsyncExitStack() as stack:
-        broker = await stack.enter_async_context(MosquittoBroker())
-        await stack.enter_async_context(
+        if broker is None:
+            broker = await stack.enter_async_context(MosquittoBroker())
+        edgecore = await stack.enter_async_context(
             EdgeCoreEmulator(broker.host, broker.port, node_name=NODE, devices=devices)
         )
+        simulated: dict[str, SimulatedDevice] = {}
         for device in devices:
             device_id = f"{device.namespace}/{device.name}"
             spec = load_spec(devices_file, device_id)
             if not spec.properties:
                 continue
-            await stack.enter_async_context(
+            simulated[device_id] = await stack.enter_async_context(
                 SimulatedDevice(
                     broker.host,
                     broker.port,
                     device_id,
                     spec.properties,
-                    rate=spec.rate or 1.0,
+                    rate=rate or spec.rate or 1.0,
                     apply_delay=spec.apply_delay or 0.0,
                 )
             )
-        identity = AppIdentity.demo()
         mep = await stack.enter_async_context(
-            MepEmulator("127.0.0.1", args.mep_port, identities=[identity])
+            MepEmulator("127.0.0.1", 0, identities=[identity, *other_identities])
         )
-        state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mka-demo-")))
+        api_settings: dict[str, Any] = {"host": "127.0.0.1", "port": 0, **(api or {})}
+        if auth == "jwt":
+            key_file = state_dir / "mepauth-public.pem"
+            key_file.write_bytes(mep.jwt_public_key_pem)
+            api_settings.update(auth="jwt", jwt_public_key_file=str(key_file))
         settings = load_settings(
             overrides={
                 "node_name": NODE,
                 "mqtt": {"url": broker.url},
-                "api": {"host": "127.0.0.1", "port": args.api_port},
+                "api": api_settings,
                 "store": {"path": str(state_dir / "state.sqlite3")},
                 "mep": {
                     "url": mep.url,
@@ -229,13 +283,29 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                     "ak": identity.ak,
                     "sk": identity.sk,
                 },
-                "log": {"level": args.log_level, "format": "console"},
+                "log": {"level": log_level, "format": "console"},
             },
             environ={},
         )
         adapter = await stack.enter_async_context(Adapter(settings))
         await asyncio.wait_for(adapter.eventbus.synced.wait(), timeout=30)
-        api = f"http://127.0.0.1:{adapter.api_port}"
+        yield DemoStack(broker, edgecore, simulated, mep, identity, adapter)
+
+
+async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    out = sys.stdout
+    async with AsyncExitStack() as stack:
+        state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mka-demo-")))
+        demo = await stack.enter_async_context(
+            demo_stack(
+                state_dir,
+                devices_file=args.devices,
+                api={"port": args.api_port},
+                log_level=args.log_level,
+            )
+        )
+        adapter, mep, identity = demo.adapter, demo.mep, demo.identity
+        api = demo.api_url
         print(banner(api, mep.url, identity), file=out, flush=True)
         for known in adapter.registry.devices():
             props = ", ".join(
@@ -282,4 +352,4 @@ async def _wait_stop(stop: asyncio.Event, duration: float | None) -> None:
         await asyncio.wait_for(stop.wait(), duration)
 
 
-__all__ = ["add_arguments", "change_line", "run"]
+__all__ = ["DemoStack", "add_arguments", "change_line", "demo_stack", "run"]

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,9 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
-from mep_kubeedge_adapter import service
-from mep_kubeedge_adapter.api.app import ApiDeps
-from mep_kubeedge_adapter.api.app import create_app as api_create_app
-from mep_kubeedge_adapter.console import INDEX_PATH, add_console_routes, is_console_path
-from mep_kubeedge_adapter.demo import NODE, demo_devices_file
+from mep_kubeedge_adapter.demo import DemoStack
+from mep_kubeedge_adapter.demo import demo_stack as start_demo
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
-from mep_kubeedge_adapter.emulators.device import SimulatedDevice, load_spec
-from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator, load_devices
-from mep_kubeedge_adapter.emulators.mep import AppIdentity, MepEmulator
-from mep_kubeedge_adapter.mep.client import Mp1Client
-from mep_kubeedge_adapter.service import Adapter
-from mep_kubeedge_adapter.settings import load_settings
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
 CHROMIUM_ARGS = [
@@ -81,120 +71,16 @@ async def browser() -> AsyncIterator[Browser]:
 # ------------------------------------------------------------- the demo stack
 
 
-def _serves_console(app: web.Application) -> bool:
-    return any(
-        route.resource is not None and route.resource.canonical == INDEX_PATH
-        for route in app.router.routes()
-    )
-
-
-@web.middleware
-async def _console_outside_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Stand-in for the API's own exemption while ``create_app`` does not wire the console."""
-    if is_console_path(request.path):
-        response: web.StreamResponse = await request.match_info.handler(request)
-        return response
-    response = await handler(request)
-    return response
-
-
-@pytest.fixture
-def console_wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The adapter's app serves the console: as ``create_app`` wires it, or added here."""
-
-    def create_app(deps: ApiDeps) -> web.Application:
-        app = api_create_app(deps)
-        if not _serves_console(app):
-            add_console_routes(app)
-            app.middlewares.insert(0, _console_outside_auth)
-        return app
-
-    monkeypatch.setattr(service, "create_app", create_app)
-
-
-@dataclass
-class DemoStack:
-    adapter: Adapter
-    devices: dict[str, SimulatedDevice]
-    mep: MepEmulator
-    identity: AppIdentity
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.adapter.api_port}"
-
-    async def mep_token(self) -> str:
-        """A mepauth token, as an app gets it from the MEP."""
-        async with Mp1Client(
-            self.mep.url, self.identity.app_instance_id, self.identity.ak, self.identity.sk
-        ) as client:
-            return await client.token()
-
-
 StackFactory = Callable[..., Awaitable[DemoStack]]
 
 
 @pytest.fixture
-async def demo_stack(
-    console_wired: None, broker: MosquittoBroker, tmp_path: Path
-) -> AsyncIterator[StackFactory]:
+async def demo_stack(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[StackFactory]:
     """Start the demo chain; ``await demo_stack(auth="jwt")`` for bearer tokens."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(*, auth: str = "none") -> DemoStack:
-            devices_file = demo_devices_file()
-            devices = load_devices(devices_file)
-            await stack.enter_async_context(
-                EdgeCoreEmulator(broker.host, broker.port, node_name=NODE, devices=devices)
-            )
-            simulated: dict[str, SimulatedDevice] = {}
-            for device in devices:
-                device_id = f"{device.namespace}/{device.name}"
-                spec = load_spec(devices_file, device_id)
-                if spec.properties:
-                    simulated[device_id] = await stack.enter_async_context(
-                        SimulatedDevice(
-                            broker.host,
-                            broker.port,
-                            device_id,
-                            spec.properties,
-                            rate=spec.rate or 1.0,
-                            apply_delay=spec.apply_delay or 0.0,
-                        )
-                    )
-            identity = AppIdentity.demo()
-            mep = await stack.enter_async_context(
-                MepEmulator("127.0.0.1", 0, identities=[identity])
-            )
-            api: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "auth": auth}
-            if auth == "jwt":
-                key_file = tmp_path / "mepauth.pem"
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(f"{mep.url}/admin/jwt-public-key") as reply,
-                ):
-                    reply.raise_for_status()
-                    key_file.write_bytes(await reply.read())
-                api["jwt_public_key_file"] = str(key_file)
-            settings = load_settings(
-                overrides={
-                    "node_name": NODE,
-                    "mqtt": {"url": broker.url},
-                    "api": api,
-                    "store": {"path": str(tmp_path / "state.sqlite3")},
-                    "mep": {
-                        "url": mep.url,
-                        "app_instance_id": identity.app_instance_id,
-                        "ak": identity.ak,
-                        "sk": identity.sk,
-                    },
-                },
-                environ={},
-            )
-            adapter = await stack.enter_async_context(Adapter(settings))
-            async with asyncio.timeout(30):
-                await adapter.eventbus.synced.wait()
-            return DemoStack(adapter, simulated, mep, identity)
+            return await stack.enter_async_context(start_demo(tmp_path, broker=broker, auth=auth))
 
         yield start
 

@@ -105,7 +105,7 @@ async def test_console_shows_live_devices_and_writes(
     page = await context.new_page()
     log = PageLog(page)
 
-    await page.goto(f"{stack.url}/console/")
+    await page.goto(f"{stack.api_url}/console/")
     for device_id in DEMO_DEVICES:
         await expect(page.locator(device(device_id))).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#live")).to_have_text("live", timeout=WAIT_MS)
@@ -159,7 +159,7 @@ async def test_console_shows_live_devices_and_writes(
     assert stack.devices["default/pump-1"].applied["speed"] == "1500"
 
     # An invalid value: the refusal's detail is shown and nothing is written.
-    detail = await refusal_detail(stack.url, "default/pump-1", "speed", "abc")
+    detail = await refusal_detail(stack.api_url, "default/pump-1", "speed", "abc")
     await write_from_page(page, "default/pump-1", "speed", "abc")
     result = pump.locator('[data-role="result"]')
     await expect(result).to_have_text(f"400: {detail}", timeout=WAIT_MS)
@@ -171,7 +171,7 @@ async def test_console_shows_live_devices_and_writes(
 
     # Only the adapter itself was asked for anything.
     origins = {re.sub(r"^(\w+://[^/]+).*$", r"\1", r.url) for r in log.requests}
-    assert origins <= {stack.url, "ws://127.0.0.1:" + str(stack.adapter.api_port)}, origins
+    assert origins <= {stack.api_url, "ws://127.0.0.1:" + str(stack.adapter.api_port)}, origins
     assert log.errors == []
 
     # Leaving the page removes its subscriptions.
@@ -187,7 +187,7 @@ async def test_console_behind_a_gateway_prefix_with_bearer_tokens(
 ) -> None:
     stack = await demo_stack(auth="jwt")
     token = await stack.mep_token()
-    async with GatewayProxy(stack.url, "edge-gw/mka") as gw:
+    async with GatewayProxy(stack.api_url, "edge-gw/mka") as gw:
         context = await browser.new_context(viewport={"width": 1440, "height": 900})
         page = await context.new_page()
         log = PageLog(page)
@@ -235,7 +235,7 @@ async def test_console_behind_a_gateway_prefix_with_bearer_tokens(
         )
 
         # A refusal through the gateway, with the token.
-        detail = await refusal_detail(stack.url, "default/valve-1", "open", "half open", token)
+        detail = await refusal_detail(stack.api_url, "default/valve-1", "open", "half open", token)
         await write_from_page(page, "default/valve-1", "open", "half open")
         await expect(valve.locator('[data-role="result"]')).to_have_text(
             f"400: {detail}", timeout=WAIT_MS

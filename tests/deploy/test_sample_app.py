@@ -13,27 +13,23 @@ import asyncio
 import json
 import socket
 import sys
-import tempfile
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mep_kubeedge_adapter.demo import demo_devices_file
+from mep_kubeedge_adapter.demo import NODE as DEMO_NODE
+from mep_kubeedge_adapter.demo import demo_stack
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
-from mep_kubeedge_adapter.emulators.device import SimulatedDevice, load_spec
-from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator, load_devices
 from mep_kubeedge_adapter.emulators.mep import AppIdentity, MepEmulator
 from mep_kubeedge_adapter.mep.models import to_ser_name
 from mep_kubeedge_adapter.service import Adapter
-from mep_kubeedge_adapter.settings import load_settings
 from tests.deploy.conftest import ROOT
 
 SAMPLE_APP = ROOT / "examples" / "sample_app.py"
-NODE = "edge-node-1"
+NODE = DEMO_NODE
 SER_NAME = to_ser_name("kubeedge-devices", NODE)
 
 pytestmark = pytest.mark.integration
@@ -54,35 +50,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def stack(broker: MosquittoBroker) -> AsyncIterator[Stack]:
-    devices_file = demo_devices_file()
-    devices = load_devices(devices_file)
+async def stack(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Stack]:
     adapter_identity = AppIdentity.generate(required_services=[], app_name="adapter")
     app_identity = AppIdentity.generate(required_services=[SER_NAME], app_name="sample-app")
-    async with AsyncExitStack() as exits:
-        await exits.enter_async_context(
-            EdgeCoreEmulator(broker.host, broker.port, node_name=NODE, devices=devices))
-        for device in devices:
-            device_id = f"{device.namespace}/{device.name}"
-            spec = load_spec(devices_file, device_id)
-            await exits.enter_async_context(SimulatedDevice(
-                broker.host, broker.port, device_id, spec.properties, rate=5.0))
-        mep = await exits.enter_async_context(
-            MepEmulator("127.0.0.1", 0, identities=[adapter_identity, app_identity]))
-        state_dir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="mka-app-")))
-        settings = load_settings(
-            overrides={
-                "node_name": NODE,
-                "mqtt": {"url": broker.url},
-                "api": {"host": "127.0.0.1", "port": 0},
-                "store": {"path": str(state_dir / "state.sqlite3")},
-                "mep": {"url": mep.url, "app_instance_id": adapter_identity.app_instance_id,
-                        "ak": adapter_identity.ak, "sk": adapter_identity.sk},
-            },
-            environ={},
-        )
-        adapter = await exits.enter_async_context(Adapter(settings))
-        yield Stack(mep, adapter, app_identity)
+    async with demo_stack(
+        tmp_path,
+        broker=broker,
+        identity=adapter_identity,
+        other_identities=[app_identity],
+        rate=5.0,
+    ) as demo:
+        yield Stack(demo.mep, demo.adapter, app_identity)
 
 
 async def _run_sample_app(stack: Stack, *extra: str) -> tuple[int, list[dict[str, Any]], str]:
