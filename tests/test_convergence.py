@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -13,32 +12,12 @@ from mep_kubeedge_adapter.domain import DeviceId
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.device import SimulatedDevice, parse_property
 from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator, parse_devices
-from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.service import Adapter
 from mep_kubeedge_adapter.settings import load_settings
 from mep_kubeedge_adapter.usecases import write_desired
+from tests.helpers import reported, until
 
 PUMP = DeviceId("default", "pump-1")
-
-
-async def until(
-    registry: DeviceRegistry, predicate: Callable[[], bool], timeout: float = 15
-) -> None:
-    changed = asyncio.Event()
-    unsubscribe = registry.subscribe(lambda _event: changed.set())
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await changed.wait()
-                changed.clear()
-    finally:
-        unsubscribe()
-
-
-def reported(registry: DeviceRegistry, prop: str) -> str | None:
-    device = registry.get(PUMP)
-    value = device.properties[prop].reported if device and prop in device.properties else None
-    return value.value if value else None
 
 
 async def test_simulated_device_and_adapter_converge(
@@ -77,7 +56,7 @@ async def test_simulated_device_and_adapter_converge(
         adapter = await stack.enter_async_context(Adapter(settings))
         async with asyncio.timeout(10):
             await adapter.eventbus.synced.wait()
-        await until(adapter.registry, lambda: reported(adapter.registry, "speed") == "1000")
+        await until(adapter.registry, lambda: reported(adapter.registry, PUMP, "speed") == "1000")
         pump = adapter.registry.get(PUMP)
         assert pump is not None and pump.state == "online"
 
@@ -86,7 +65,7 @@ async def test_simulated_device_and_adapter_converge(
         assert after.properties["speed"].desired.value == "1500"
         # EdgeCore sends a delta; the simulated device applies it and reports it back.
         await device.wait_for_value("speed", "1500")
-        await until(adapter.registry, lambda: reported(adapter.registry, "speed") == "1500")
+        await until(adapter.registry, lambda: reported(adapter.registry, PUMP, "speed") == "1500")
 
         async with (
             aiohttp.ClientSession() as http,

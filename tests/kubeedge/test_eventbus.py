@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiomqtt
@@ -18,6 +18,7 @@ from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import MqttSettings
+from tests.helpers import desired, reported, until
 
 THERMO = DeviceId("default", "thermo-1")
 PUMP = DeviceId("default", "pump-1")
@@ -40,21 +41,6 @@ DEVICES = {
         },
     ]
 }
-
-
-async def until(
-    registry: DeviceRegistry, predicate: Callable[[], bool], timeout: float = 10
-) -> None:
-    """Wait for the registry to reach a state, woken by its change events."""
-    changed = asyncio.Event()
-    unsubscribe = registry.subscribe(lambda _event: changed.set())
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await changed.wait()
-                changed.clear()
-    finally:
-        unsubscribe()
 
 
 def metric(metrics: Metrics, name: str, **labels: str) -> float:
@@ -108,22 +94,6 @@ async def running_stack(
 async def stack(broker: MosquittoBroker) -> AsyncIterator[Stack]:
     async with running_stack(broker) as running:
         yield running
-
-
-def reported(registry: DeviceRegistry, device: DeviceId, prop: str) -> str | None:
-    current = registry.get(device)
-    if current is None or prop not in current.properties:
-        return None
-    value = current.properties[prop].reported
-    return value.value if value else None
-
-
-def desired(registry: DeviceRegistry, device: DeviceId, prop: str) -> str | None:
-    current = registry.get(device)
-    if current is None or prop not in current.properties:
-        return None
-    value = current.properties[prop].desired
-    return value.value if value else None
 
 
 async def publish(broker: MosquittoBroker, topic: str, payload: bytes | str) -> None:
