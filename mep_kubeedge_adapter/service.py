@@ -23,6 +23,7 @@ from mep_kubeedge_adapter.api.deps import API_BASE
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
+from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
@@ -71,6 +72,13 @@ class Adapter:
             self.metrics,
             settings.api,
             fallback_base_url=lambda: public_url(settings, self.api_port) + API_BASE,
+            delivery=DeliverySettings(
+                coalesce_after=settings.notify.coalesce_after,
+                max_pending=settings.notify.max_pending,
+                max_attempts=settings.notify.max_attempts,
+                max_age=settings.notify.max_age,
+                request_timeout=settings.notify.request_timeout,
+            ),
         )
         self.registrar: Registrar | None = None
         if settings.mep.url:

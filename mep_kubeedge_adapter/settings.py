@@ -152,6 +152,26 @@ class ApiSettings(_Group):
         return self
 
 
+class NotifySettings(_Group):
+    """Bounds and timing of notification delivery (HTTP callbacks and websockets)."""
+
+    coalesce_after: int = Field(
+        1000, ge=1, description="pending notifications per subscriber before coalescing starts"
+    )
+    max_pending: int = Field(
+        2000, ge=1, description="hard bound per subscriber; beyond it the oldest is dropped"
+    )
+    max_attempts: int = Field(10, ge=1, description="delivery attempts before a drop")
+    max_age: float = Field(600.0, gt=0, description="seconds a notification may wait")
+    request_timeout: float = Field(10.0, gt=0, description="seconds per callback POST")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> NotifySettings:
+        if self.max_pending < self.coalesce_after:
+            raise ValueError("max_pending must be at least coalesce_after")
+        return self
+
+
 class StoreSettings(_Group):
     path: Path = Path("./mka-state.sqlite3")
 
@@ -177,6 +197,7 @@ class Settings(BaseSettings):
     kube: KubeSettings = KubeSettings()
     mep: MepSettings = MepSettings()
     api: ApiSettings = ApiSettings()
+    notify: NotifySettings = NotifySettings()
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
 
