@@ -1,0 +1,98 @@
+"""The broker is killed mid-stream and restarted: the adapter reconnects, resyncs, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from mep_kubeedge_adapter.emulators.device import SimulatedDevice, parse_property
+from tests.helpers import until
+from tests.kubeedge.test_eventbus import PUMP, THERMO
+from tests.notify.conftest import Sink
+
+from .conftest import (
+    STATE,
+    TWIN,
+    StartStack,
+    all_assigned_arrived,
+    assert_no_loss,
+    converge_to_edgecore,
+    of_subscription,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_broker_killed_during_a_stream(
+    start_stack: StartStack, sinks: Callable[..., Awaitable[Sink]]
+) -> None:
+    stack = await start_stack()
+    sink = await sinks()
+    twins = await stack.api.subscribe(TWIN, sink.url)
+    states = await stack.api.subscribe(STATE, sink.url, devices=[str(THERMO)])
+    broker = stack.broker
+    device = SimulatedDevice(
+        broker.host,
+        broker.port,
+        str(THERMO),
+        [parse_property("humidity:int:randomwalk:min=0,max=1000,step=50,start=500,seed=7")],
+        rate=20,
+        reconnect_interval=0.1,
+    )
+    async with device:
+        # The stream flows: the device's humidity reports reach the subscriber (its temperature
+        # follows the desired value EdgeCore holds, so it settles).
+        await sink.wait_until(lambda: len(of_subscription(sink, twins["id"])) >= 3, timeout=5)
+
+        await broker.stop(abrupt=True)
+        async with asyncio.timeout(10):
+            await stack.adapter.eventbus.wait_status(lambda s: s["mqtt"] == "disconnected")
+        status, body = await stack.api.readyz()
+        assert status == 503
+        assert body["eventbus"]["mqtt"] == "disconnected"
+        # EdgeCore's state changes while nobody can tell the adapter (a DMI report, say).
+        stack.edgecore.module.handle(
+            f"$hw/events/device/{PUMP}/twin/update",
+            json.dumps(
+                {"event_id": "", "timestamp": 1, "twin": {"speed": {"actual": {"value": "77"}}}}
+            ).encode(),
+        )
+        before = len(of_subscription(sink, twins["id"]))
+
+        await broker.start()
+        async with asyncio.timeout(15):
+            await stack.adapter.eventbus.wait_status(lambda s: s["mqtt"] == "connected")
+            await stack.adapter.eventbus.synced.wait()
+        # The stream resumes (the device reconnected by itself) ...
+        await sink.wait_until(
+            lambda: any(
+                n["device"]["name"] == THERMO.name
+                for n in of_subscription(sink, twins["id"])[before:]
+            ),
+            timeout=10,
+        )
+    # ... and once the device stopped (it says offline), the registry is EdgeCore's state.
+    await converge_to_edgecore(stack.registry, stack.edgecore.module)
+    await until(stack.registry, lambda: stack.registry.get(THERMO).state == "offline")  # type: ignore[union-attr]
+    status, _ = await stack.api.readyz()
+    assert status == 200
+    twin = await stack.api.twin(PUMP)
+    assert twin["properties"]["speed"]["reported"]["value"] == "77"
+
+    # The change made during the outage was notified; nothing was lost on either subscription.
+    received = await all_assigned_arrived(stack, sink, twins["id"])
+    assert any(
+        n["changes"].get("speed", {}).get("reported", {}).get("value") == "77"
+        for n in of_subscription(sink, twins["id"])
+    )
+    await all_assigned_arrived(stack, sink, states["id"])
+    assert [n["state"] for n in of_subscription(sink, states["id"])][-1] == "offline"
+    assert_no_loss(stack, sink, twins["id"])
+    assert_no_loss(stack, sink, states["id"])
+    assert len(received) > before
+    assert set(await stack.api.subscriptions()) == {twins["id"], states["id"]}
+    assert stack.adapter.supervisor.restarts() == {"eventbus": 0}
+    assert "mka_mqtt_reconnects_total 1.0" in await stack.api.metrics()
