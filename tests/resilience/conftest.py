@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,8 @@ from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.service import Adapter
 from mep_kubeedge_adapter.settings import Settings, load_settings
-from tests.helpers import until
-from tests.kubeedge.test_eventbus import DEVICES
+from tests.helpers import reported, until
+from tests.kubeedge.test_eventbus import DEVICES, publish
 from tests.notify.conftest import Sink
 
 NODE = "edge-node"
@@ -182,6 +183,13 @@ class Stack:
 StartStack = Callable[..., Awaitable[Stack]]
 
 
+async def report(stack: Stack, device: DeviceId, prop: str, value: str) -> None:
+    """A mapper reports ``value`` to EdgeCore; returns once the registry holds it."""
+    body = {"event_id": "", "timestamp": 1, "twin": {prop: {"actual": {"value": value}}}}
+    await publish(stack.broker, f"$hw/events/device/{device}/twin/update", json.dumps(body))
+    await until(stack.registry, lambda: reported(stack.registry, device, prop) == value, 10)
+
+
 @pytest.fixture
 async def start_stack(
     broker: MosquittoBroker, tmp_path: Path, http: aiohttp.ClientSession
@@ -298,7 +306,7 @@ async def all_assigned_arrived(
     def arrived() -> bool:
         got = sequences(sink, subscription_id)
         last = dispatcher.sequence(subscription_id) or 0
-        return bool(got) and got[-1] == last and dispatcher.pending(subscription_id) == 0
+        return (got[-1] if got else 0) == last and dispatcher.pending(subscription_id) == 0
 
     await sink.wait_until(arrived, timeout)
     return sequences(sink, subscription_id)
