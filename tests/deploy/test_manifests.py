@@ -319,9 +319,11 @@ def test_rbac_grants_what_the_adapter_needs_and_no_more() -> None:
     granted = {(resource, verb) for rule in role["rules"]
                for resource in rule["resources"] for verb in rule["verbs"]}
     assert all(rule["apiGroups"] == ["devices.kubeedge.io"] for rule in role["rules"])
+    # The kube source lists and watches all three; the write paths get, patch, replace,
+    # create and delete Devices (kubeedge/kubesource.py). Nothing else.
     needed = {(r, v) for r in ("devices", "devicemodels", "devicestatuses")
-              for v in ("get", "list", "watch")}
-    needed |= {("devices", v) for v in ("patch", "update", "create", "delete")}
+              for v in ("list", "watch")}
+    needed |= {("devices", v) for v in ("get", "patch", "update", "create", "delete")}
     assert granted == needed
     binding = _one(objects, "ClusterRoleBinding", "mep-kubeedge-adapter")
     daemonset = _one(objects, "DaemonSet", "mep-kubeedge-adapter")
