@@ -1,0 +1,128 @@
+"""B4 API: GET twin requests per second, the adapter against a bare aiohttp handler.
+
+Method: the adapter runs as its own process with default settings (``info`` logging,
+one JSON line per request on stderr, Prometheus metrics, request ids) and a registry
+synced from the EdgeCore emulator (100 devices). ``wrk`` (its own process, one thread,
+``CONNECTIONS`` keep-alive connections, ``DURATION`` s after a short warm-up) GETs one
+device's twin. The baseline is a bare aiohttp application in its own process whose
+handler returns the same bytes with the same content type and ETag, under the same wrk
+settings. Without wrk an aiohttp client load generator in its own process is used.
+"""
+
+# Setup and result files are tiny and read outside the measured windows.
+# ruff: noqa: ASYNC240
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks.common import (
+    API_BASE,
+    Figure,
+    Result,
+    adapter_process,
+    edgecore,
+    spawn,
+)
+from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
+
+CONNECTIONS = 32
+DURATION = 8
+WARMUP = 2
+TWIN_PATH = f"{API_BASE}/devices/default/dev-7/twin"
+
+
+def _wrk_figures(output: str) -> tuple[float, str]:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    p99 = re.search(r"99%\s+(\S+)", output)
+    shown = f"mean {latency.group(1)}" if latency else ""
+    if p99:
+        shown += f", p99 {p99.group(1)}"
+    return (float(rate.group(1)) if rate else 0.0), shown
+
+
+async def _wrk(url: str, duration: int) -> tuple[float, str]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return await _client_load(url, duration)
+    process = await asyncio.create_subprocess_exec(
+        wrk,
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{duration}s",
+        "--latency",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await process.communicate()
+    return _wrk_figures(out.decode())
+
+
+async def _client_load(url: str, duration: int) -> tuple[float, str]:
+    """Fallback load generator: aiohttp client in a separate process (see procs)."""
+    child = await spawn("client-load", url, str(CONNECTIONS), str(duration), wait_ready=False)
+    stats = await child.result(timeout=duration + 60)
+    return float(stats["count"]) / stats["seconds"], "aiohttp client load"
+
+
+async def run() -> Result:
+    result = Result("B4", "API: GET twin requests per second")
+    async with MosquittoBroker() as broker:
+        async with edgecore(broker, 100), adapter_process(broker) as (_, base):
+            url = base + TWIN_PATH
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                assert response.status == 200
+                body = await response.read()
+                etag = response.headers["ETag"]
+            await _wrk(url, WARMUP)
+            adapter_rate, adapter_latency = await _wrk(url, DURATION)
+        quiet_env = {"MKA_LOG__LEVEL": "warning"}
+        async with edgecore(broker, 100), adapter_process(broker, quiet_env) as (_, base):
+            await _wrk(base + TWIN_PATH, WARMUP)
+            quiet_rate, _ = await _wrk(base + TWIN_PATH, DURATION)
+    with tempfile.TemporaryDirectory() as tmp:
+        body_file = Path(tmp, "twin.json")
+        body_file.write_bytes(body)
+        bare = await spawn("bare-api", str(body_file), etag)
+        try:
+            bare_url = f"http://127.0.0.1:{bare.info['port']}{TWIN_PATH}"
+            await _wrk(bare_url, WARMUP)
+            bare_rate, bare_latency = await _wrk(bare_url, DURATION)
+        finally:
+            await bare.stop()
+    ratio = adapter_rate / bare_rate if bare_rate else 0.0
+    result.figures.append(
+        Figure(
+            "GET twin",
+            adapter_rate,
+            "requests/s",
+            baseline=bare_rate,
+            target="≥ 0.6 x bare aiohttp handler",
+            met=ratio >= 0.6,
+            note=f"latency adapter {adapter_latency}; bare {bare_latency}",
+        )
+    )
+    generator = "wrk -t1" if shutil.which("wrk") else "aiohttp client (wrk not installed)"
+    result.details.append(
+        f"{generator}, {CONNECTIONS} connections, {DURATION} s after {WARMUP} s warm-up; "
+        f"twin body {len(body)} bytes.",
+    )
+    result.details.append(
+        f"same run with MKA_LOG__LEVEL=warning (no per-request access log line): "
+        f"{quiet_rate:,.0f} requests/s ({quiet_rate / bare_rate:.2f} x bare)."
+        if bare_rate
+        else "",
+    )
+    return result
+
+
+if __name__ == "__main__":
+    print(asyncio.run(run()))
