@@ -246,7 +246,7 @@ class CallbackChannel:
         body = json.dumps(
             render(notice, subscription.id, subscription.href), separators=(",", ":")
         ).encode()
-        backoff = Backoff(base=self._settings.backoff_base, cap=self._settings.backoff_cap)
+        backoff: Backoff | None = None  # made on the first retry: seeding its RNG is not free
         attempts = 0
         while True:
             reason = self._give_up_reason(notice)
@@ -270,6 +270,8 @@ class CallbackChannel:
                 self._drop(notice, f"{attempts} attempts, last: {attempt.detail}")
                 return
             self._count("retried", 1)
+            if backoff is None:
+                backoff = Backoff(base=self._settings.backoff_base, cap=self._settings.backoff_cap)
             delay = backoff.next_delay()
             if attempt.retry_after is not None:
                 delay = max(delay, min(attempt.retry_after, self._settings.backoff_cap))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from mep_kubeedge_adapter.domain import (
@@ -216,8 +217,14 @@ def merge(older: Change, newer: Change, key: Hashable) -> tuple[Change | None, C
 
 def rfc3339(millis: int) -> str:
     """Unix ms as RFC 3339 UTC with millisecond precision: ``2026-11-25T21:11:41.256Z``."""
-    moment = _EPOCH + timedelta(milliseconds=millis)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis % 1000:03d}Z"
+    seconds, rest = divmod(millis, 1000)
+    return f"{_rfc3339_second(seconds)}.{rest:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _rfc3339_second(seconds: int) -> str:
+    # strftime dominated rendering in the fan-out profile; twin timestamps repeat per second.
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def time_stamp(millis: int) -> dict[str, int]:
