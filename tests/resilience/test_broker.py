@@ -63,6 +63,9 @@ async def test_broker_killed_during_a_stream(
         before = len(of_subscription(sink, twins["id"]))
 
         await broker.start()
+        # The EdgeCore emulator was cut off mid-publish and only notices when its publish
+        # times out (about 10 s, the MQTT client's operation timeout): the adapter reconnects
+        # at once but keeps probing until EdgeCore answers, unready meanwhile.
         async with asyncio.timeout(15):
             await stack.adapter.eventbus.wait_status(lambda s: s["mqtt"] == "connected")
             await stack.adapter.eventbus.synced.wait()
