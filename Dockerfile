@@ -7,7 +7,8 @@
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 #     --build-arg SOURCE="<URL of your source repository>" .
 #
-# Two stages: `build` installs the package and its dependencies into a virtual environment
+# Two stages: `build` installs the package (with the emulators' extra, for the lab overlay's MEP
+# emulator) and its dependencies into a virtual environment
 # (pip, wheels and any compiler stay there); the final stage copies only that environment onto
 # a fresh slim Python base and runs it as an unprivileged user. Both stages use the same base
 # image, so the interpreter the environment points at is the same in both.
@@ -35,7 +36,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mep_kubeedge_adapter ./mep_kubeedge_adapter
 RUN /opt/mka/bin/pip install --upgrade pip setuptools wheel \
- && /opt/mka/bin/pip install . \
+ && /opt/mka/bin/pip install ".[emulators]" \
  && /opt/mka/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/mka -name '__pycache__' -type d -prune -exec rm -rf {} + \
  && /opt/mka/bin/python -m compileall -q /opt/mka/lib
