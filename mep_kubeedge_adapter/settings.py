@@ -49,6 +49,12 @@ class MqttSettings(_Group):
         gt=0,
         description="seconds between membership/get probes that detect a silent EdgeCore",
     )
+    resync_interval: float = Field(
+        300.0,
+        ge=0,
+        description="seconds between full twin re-reads (0 = only after outages); "
+        "catches an EdgeCore restarted between two probes",
+    )
     max_payload: int = Field(256 * 1024, gt=0, description="bytes; larger payloads are dropped")
 
     @field_validator("url")

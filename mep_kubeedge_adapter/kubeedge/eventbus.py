@@ -246,9 +246,19 @@ class EventBusClient:
                 log.info("edgecore_answering_again")
                 if not await self._full_sync(client, members):
                     continue
+            elif self._resync_due():
+                # EdgeCore may have restarted between two probes with other twin values;
+                # nothing on MQTT says so, so the twins are read again now and then.
+                await self._full_sync(client, members)
             else:
                 added = self._apply_members(members)
                 await self._fetch_twins(client, added)
+
+    def _resync_due(self) -> bool:
+        interval = self._settings.resync_interval
+        if not interval or self.last_sync_ms is None:
+            return False
+        return _now_ms() - self.last_sync_ms >= interval * 1000
 
     async def _full_sync(
         self, client: aiomqtt.Client, members: MembershipList | None = None

@@ -246,3 +246,13 @@ async def test_legacy_topics_are_understood(broker: MosquittoBroker) -> None:
         assert stack.registry.device_ids() == {THERMO, PUMP}
         await stack.eventbus.write_desired(PUMP, {"speed": ("110", "int")})
         assert desired(stack.registry, PUMP, "speed") == "110"
+
+
+async def test_periodic_resync_catches_a_quick_edgecore_restart(broker: MosquittoBroker) -> None:
+    async with running_stack(broker, probe_interval=0.2, resync_interval=0.5) as stack:
+        # EdgeCore restarted within one probe interval with another value: nothing on MQTT.
+        twin = stack.edgecore.module.devices["default/pump-1"].twins["speed"]
+        assert twin.actual is not None
+        twin.actual = type(twin.actual)("64", twin.actual.timestamp + 1)
+        # Only a fresh twin/get can bring this value: the change was never published.
+        await until(stack.registry, lambda: reported(stack.registry, PUMP, "speed") == "64")
