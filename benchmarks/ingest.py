@@ -12,6 +12,7 @@ validates and applies each document to its registry, which emits a change event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -99,11 +100,13 @@ async def adapter_ingest(broker: MosquittoBroker, count: int, devices: int) -> R
     seen = 0
     done = asyncio.Event()
     first = 0.0
+    last = 0.0
 
     def on_change(_event: object) -> None:
-        nonlocal seen, first
+        nonlocal seen, first, last
+        last = time.perf_counter()
         if seen == 0:
-            first = time.perf_counter()
+            first = last
         seen += 1
         if seen == count:
             done.set()
@@ -120,7 +123,10 @@ async def adapter_ingest(broker: MosquittoBroker, count: int, devices: int) -> R
                 async with aiomqtt.Client(broker.host, broker.port) as probe:
                     await probe.publish("bench/settle", b"", qos=1)
             else:
-                await asyncio.wait_for(until.wait(), timeout=300)
+                # Bounded: a reconnect in the middle of the drain (the first request's
+                # PUBACK queued behind the backlog) can leave a few documents stale.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(until.wait(), timeout=60)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -128,7 +134,7 @@ async def adapter_ingest(broker: MosquittoBroker, count: int, devices: int) -> R
     await session(None)
     await _publish(broker, count, devices)
     await session(done)
-    return Rate(count, time.perf_counter() - first if seen else 0.0)
+    return Rate(seen, last - first if seen else 0.0)
 
 
 class _BufferedSocket:
@@ -210,7 +216,8 @@ async def run(count: int = 50_000, devices: int = 100) -> Result:
     result.details += [
         f"{count:,} QoS 1 twin documents per run, {devices} devices; two alternating runs each.",
         "bare aiomqtt + json.loads runs: " + ", ".join(f"{r.per_second:,.0f}/s" for r in bare),
-        "adapter runs: " + ", ".join(f"{r.per_second:,.0f}/s" for r in adapter),
+        "adapter runs: "
+        + ", ".join(f"{r.per_second:,.0f}/s ({r.messages:,} change events)" for r in adapter),
         f"diagnostic: bare subscriber with paho's socket reads buffered: "
         f"{buffered.per_second:,.0f}/s ({buffered.per_second / best_bare:.2f} x bare)",
     ]
