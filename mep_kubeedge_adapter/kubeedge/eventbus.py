@@ -56,6 +56,8 @@ from mep_kubeedge_adapter.settings import MqttSettings
 log = structlog.get_logger(__name__)
 
 SYNC_CONCURRENCY = 16
+PUBLISH_TIMEOUT = 3600.0
+"""Seconds aiomqtt may wait for a PUBACK; the request's own deadline is what bounds it."""
 
 
 def _now_ms() -> int:
@@ -99,6 +101,9 @@ class EventBusClient:
         self.last_sync_ms: int | None = None
         self.last_error: str | None = None
         self._status_event = asyncio.Event()
+        self._message_counters: dict[tuple[str, str], Any] = {}
+        self._device_ids: dict[str, DeviceId | None] = {}
+        self._devices_gauge: int | None = None
 
     # ------------------------------------------------------------------ status
 
@@ -356,12 +361,22 @@ class EventBusClient:
     async def _request(
         self, client: aiomqtt.Client, topic: str, event_id: str, payload: bytes
     ) -> Message:
+        """Publish a request and wait for EdgeCore's answer with the same ``event_id``.
+
+        One deadline covers both: the broker's PUBACK can queue behind a backlog of
+        incoming messages, and an unanswered request must not tear the connection down
+        (aiomqtt's own operation timeout would), it is just unanswered (TimeoutError).
+        """
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[event_id] = future
-        try:
-            await client.publish(topic, payload, qos=1)
+
+        async def exchange() -> Message:
+            await client.publish(topic, payload, qos=1, timeout=PUBLISH_TIMEOUT)
             self._metrics.mqtt_published.labels(topic.rsplit("/", 2)[-2]).inc()
-            return await asyncio.wait_for(future, self._settings.request_timeout)
+            return await future
+
+        try:
+            return await asyncio.wait_for(exchange(), self._settings.request_timeout)
         finally:
             self._pending.pop(event_id, None)
 
@@ -409,26 +424,34 @@ class EventBusClient:
         """Apply one message EdgeCore published. Never raises for bad input."""
         parsed = parse_topic(topic)
         if parsed is None:
-            self._metrics.mqtt_messages.labels("unknown", "unknown-topic").inc()
+            self._count("unknown", "unknown-topic")
             log.debug("unknown_topic", topic=topic)
             return
         kind = parsed.kind.value
         if len(payload) > self._settings.max_payload:
-            self._metrics.mqtt_messages.labels(kind, "oversized").inc()
+            self._count(kind, "oversized")
             log.warning("payload_too_large", topic=topic, size=len(payload))
             return
         try:
             message = decode(parsed.kind, payload)
         except CodecError as exc:
-            self._metrics.mqtt_messages.labels(kind, "malformed").inc()
+            self._count(kind, "malformed")
             log.warning("malformed_payload", topic=topic, error=str(exc))
             return
         except ValueError as exc:
-            self._metrics.mqtt_messages.labels(kind, "malformed").inc()
+            self._count(kind, "malformed")
             log.warning("malformed_payload", topic=topic, error=str(exc))
             return
         outcome = self._dispatch(parsed, message)
-        self._metrics.mqtt_messages.labels(kind, outcome).inc()
+        self._count(kind, outcome)
+
+    def _count(self, kind: str, outcome: str) -> None:
+        """``mka_mqtt_messages{kind, outcome}`` + 1, with the labelled child looked up once."""
+        counter = self._message_counters.get((kind, outcome))
+        if counter is None:
+            counter = self._metrics.mqtt_messages.labels(kind, outcome)
+            self._message_counters[(kind, outcome)] = counter
+        counter.inc()
 
     def _dispatch(self, parsed: ParsedTopic, message: Message) -> str:
         pending = self._pending.get(message.event_id) if message.event_id else None
@@ -516,7 +539,11 @@ class EventBusClient:
         return device is not None and device.in_eventbus
 
     def _update_size_gauges(self) -> None:
-        self._metrics.registry_devices.set(len(self._registry))
+        # Called after every applied message; the gauge is only written when the count moved.
+        count = len(self._registry)
+        if count != self._devices_gauge:
+            self._devices_gauge = count
+            self._metrics.registry_devices.set(count)
 
     # --------------------------------------------------------------- device ids
 
