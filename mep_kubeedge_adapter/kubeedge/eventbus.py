@@ -23,6 +23,7 @@ from typing import Any
 
 import aiomqtt
 import structlog
+from prometheus_client import Counter
 
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
@@ -56,6 +57,8 @@ from mep_kubeedge_adapter.settings import MqttSettings
 log = structlog.get_logger(__name__)
 
 SYNC_CONCURRENCY = 16
+_DEVICE_ID_CACHE = 4096
+"""Topic ids remembered with their DeviceId (the layout settings never change)."""
 PUBLISH_TIMEOUT = 3600.0
 """Seconds aiomqtt may wait for a PUBACK; the request's own deadline is what bounds it."""
 
@@ -101,7 +104,7 @@ class EventBusClient:
         self.last_sync_ms: int | None = None
         self.last_error: str | None = None
         self._status_event = asyncio.Event()
-        self._message_counters: dict[tuple[str, str], Any] = {}
+        self._message_counters: dict[tuple[str, str], Counter] = {}
         self._device_ids: dict[str, DeviceId | None] = {}
         self._devices_gauge: int | None = None
 
@@ -555,6 +558,17 @@ class EventBusClient:
         return device_id
 
     def _device_for_topic(self, topic_id: str) -> DeviceId | None:
+        try:
+            return self._device_ids[topic_id]
+        except KeyError:
+            pass
+        device_id = self._parse_topic_id(topic_id)
+        if len(self._device_ids) >= _DEVICE_ID_CACHE:
+            self._device_ids.clear()
+        self._device_ids[topic_id] = device_id
+        return device_id
+
+    def _parse_topic_id(self, topic_id: str) -> DeviceId | None:
         if not topic_id:
             return None
         layout = self._settings.topic_layout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Literal
 
 TopicLayout = Literal["auto", "namespaced", "legacy"]
@@ -56,26 +57,46 @@ class ParsedTopic:
         return "/" in self.topic_id
 
 
+@lru_cache(maxsize=4096)
 def parse_topic(topic: str) -> ParsedTopic | None:
-    """What a topic EdgeCore publishes on means, or ``None`` for a topic we don't consume."""
+    """What a topic EdgeCore publishes on means, or ``None`` for a topic we don't consume.
+
+    Cached: a node's devices publish on a small, fixed set of topics.
+    """
     if topic.startswith(DEVICE_PREFIX):
         rest = topic[len(DEVICE_PREFIX) :]
-        for suffix, kind in _DEVICE_SUFFIXES.items():
-            if rest.endswith(suffix):
-                topic_id = rest[: -len(suffix)]
-                if topic_id.count("/") > 1:
-                    return None
-                return ParsedTopic(kind, topic_id)
-        return None
+        # Every device suffix has three levels: look the last three up.
+        cut = _cut(rest, 3)
+        if cut < 0:
+            return None
+        kind = _DEVICE_SUFFIXES.get(rest[cut:])
+        if kind is None:
+            return None
+        topic_id = rest[:cut]
+        if topic_id.count("/") > 1:
+            return None
+        return ParsedTopic(kind, topic_id)
     if topic.startswith(NODE_PREFIX):
         rest = topic[len(NODE_PREFIX) :]
-        for suffix, kind in _NODE_SUFFIXES.items():
-            if rest.endswith(suffix):
-                node = rest[: -len(suffix)]
+        for levels in (3, 2):
+            cut = _cut(rest, levels)
+            kind = _NODE_SUFFIXES.get(rest[cut:]) if cut >= 0 else None
+            if kind is not None:
+                node = rest[:cut]
                 if not node or "/" in node:
                     return None
                 return ParsedTopic(kind, node)
     return None
+
+
+def _cut(rest: str, levels: int) -> int:
+    """Index of the ``/`` before the last ``levels`` levels of ``rest``, or -1."""
+    cut = len(rest)
+    for _ in range(levels):
+        cut = rest.rfind("/", 0, cut)
+        if cut < 0:
+            return -1
+    return cut
 
 
 def subscriptions(layout: TopicLayout) -> list[str]:
