@@ -10,9 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Required
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
 from mep_kubeedge_adapter.domain import TwinValue
 from mep_kubeedge_adapter.kubeedge.topics import TopicKind
@@ -30,24 +40,7 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class _ValueMeta(_Wire):
-    timestamp: StrictInt | None = None
-
-
-class _Value(_Wire):
-    value: StrictStr | None = None
-    metadata: _ValueMeta | None = None
-
-
-class _TypeMeta(_Wire):
-    type: StrictStr | None = None
-
-
-class _MsgTwin(_Wire):
-    expected: _Value | None = None
-    actual: _Value | None = None
-    optional: StrictBool | None = None
-    metadata: _TypeMeta | None = None
+_DICT_CONFIG = ConfigDict(extra="ignore")
 
 
 class _Header(_Wire):
@@ -60,22 +53,65 @@ class _ErrorBody(_Header):
     reason: StrictStr = ""
 
 
-class _TwinBody(_Header):
+# Twin-bearing bodies (documents above all: one per reported value) are validated as
+# typed dicts: the same strict checks, without building a model instance per level.
+
+
+@with_config(_DICT_CONFIG)
+class _ValueMeta(TypedDict, total=False):
+    timestamp: StrictInt | None
+
+
+@with_config(_DICT_CONFIG)
+class _Value(TypedDict, total=False):
+    value: StrictStr | None
+    metadata: _ValueMeta | None
+
+
+@with_config(_DICT_CONFIG)
+class _TypeMeta(TypedDict, total=False):
+    type: StrictStr | None
+
+
+@with_config(_DICT_CONFIG)
+class _MsgTwin(TypedDict, total=False):
+    expected: _Value | None
+    actual: _Value | None
+    optional: StrictBool | None
+    metadata: _TypeMeta | None
+
+
+@with_config(_DICT_CONFIG)
+class _TwinBody(TypedDict, total=False):
+    event_id: StrictStr
+    timestamp: StrictInt
+    twin: Required[dict[str, _MsgTwin | None]]
+
+
+@with_config(_DICT_CONFIG)
+class _DocEntry(TypedDict, total=False):
+    last: _MsgTwin | None
+    current: _MsgTwin | None
+
+
+@with_config(_DICT_CONFIG)
+class _DocumentBody(TypedDict, total=False):
+    event_id: StrictStr
+    timestamp: StrictInt
+    twin: Required[dict[str, _DocEntry | None]]
+
+
+@with_config(_DICT_CONFIG)
+class _DeltaBody(TypedDict, total=False):
+    event_id: StrictStr
+    timestamp: StrictInt
     twin: dict[str, _MsgTwin | None]
+    delta: dict[str, StrictStr]
 
 
-class _DocEntry(_Wire):
-    last: _MsgTwin | None = None
-    current: _MsgTwin | None = None
-
-
-class _DocumentBody(_Header):
-    twin: dict[str, _DocEntry | None]
-
-
-class _DeltaBody(_Header):
-    twin: dict[str, _MsgTwin | None] = {}
-    delta: dict[str, StrictStr] = {}
+_TWIN_BODY = TypeAdapter(_TwinBody)
+_DOCUMENT_BODY = TypeAdapter(_DocumentBody)
+_DELTA_BODY = TypeAdapter(_DeltaBody)
 
 
 class _StateDevice(_Wire):
@@ -194,20 +230,24 @@ Message = (
 
 
 def _value(raw: _Value | None) -> TwinValue | None:
-    if raw is None or raw.value is None:
+    if raw is None:
         return None
-    timestamp = raw.metadata.timestamp if raw.metadata is not None else None
-    return TwinValue(raw.value, timestamp, "eventbus")
+    value = raw.get("value")
+    if value is None:
+        return None
+    metadata = raw.get("metadata")
+    return TwinValue(value, metadata.get("timestamp") if metadata is not None else None)
 
 
 def _twin_state(raw: _MsgTwin | None) -> TwinState | None:
     if raw is None:
         return None
+    metadata = raw.get("metadata")
     return TwinState(
-        expected=_value(raw.expected),
-        actual=_value(raw.actual),
-        twin_type=raw.metadata.type if raw.metadata is not None else None,
-        optional=raw.optional,
+        _value(raw.get("expected")),
+        _value(raw.get("actual")),
+        metadata.get("type") if metadata is not None else None,
+        raw.get("optional"),
     )
 
 
@@ -246,28 +286,33 @@ def _decode(kind: TopicKind, payload: bytes) -> Message:
         err = _ErrorBody.model_validate_json(payload)
         return ErrorResult(err.event_id, err.timestamp, err.code, err.reason)
     if kind in (TopicKind.TWIN_UPDATE_RESULT, TopicKind.TWIN_GET_RESULT):
-        body = _TwinBody.model_validate_json(payload)
+        body = _TWIN_BODY.validate_json(payload)
         return TwinResult(
-            body.event_id, body.timestamp, {k: _twin_state(v) for k, v in body.twin.items()}
+            body.get("event_id", ""),
+            body.get("timestamp", 0),
+            {k: _twin_state(v) for k, v in body["twin"].items()},
         )
     if kind is TopicKind.TWIN_UPDATE_DOCUMENT:
-        doc = _DocumentBody.model_validate_json(payload)
+        doc = _DOCUMENT_BODY.validate_json(payload)
         current: dict[str, TwinState | None] = {}
         created: set[str] = set()
-        for key, entry in doc.twin.items():
+        for key, entry in doc["twin"].items():
             if entry is None:
                 continue
-            current[key] = _twin_state(entry.current)
-            if entry.last is None and entry.current is not None:
+            now = entry.get("current")
+            current[key] = _twin_state(now)
+            if now is not None and entry.get("last") is None:
                 created.add(key)
-        return TwinDocument(doc.event_id, doc.timestamp, current, frozenset(created))
+        return TwinDocument(
+            doc.get("event_id", ""), doc.get("timestamp", 0), current, frozenset(created)
+        )
     if kind is TopicKind.TWIN_UPDATE_DELTA:
-        delta = _DeltaBody.model_validate_json(payload)
+        delta = _DELTA_BODY.validate_json(payload)
         return TwinDelta(
-            delta.event_id,
-            delta.timestamp,
-            {k: _twin_state(v) for k, v in delta.twin.items()},
-            dict(delta.delta),
+            delta.get("event_id", ""),
+            delta.get("timestamp", 0),
+            {k: _twin_state(v) for k, v in delta.get("twin", {}).items()},
+            dict(delta.get("delta", {})),
         )
     if kind is TopicKind.STATE_UPDATE_RESULT:
         state = _StateBody.model_validate_json(payload)
