@@ -175,3 +175,32 @@ def test_unsubscribe() -> None:
     unsubscribe()
     registry.add_member(THERMO)
     assert seen == []
+
+
+def test_replacing_properties_keeps_every_other_device_field() -> None:
+    """The registry's fast copy of a device must carry over every field ``Device`` has."""
+    from dataclasses import fields, replace
+
+    from mep_kubeedge_adapter.domain import Device, TwinProperty
+    from mep_kubeedge_adapter.registry import _with_properties
+
+    device = Device(
+        id=THERMO,
+        properties={"a": TwinProperty("a")},
+        model="m",
+        node="n",
+        labels={"k": "v"},
+        description="d",
+        protocol="p",
+        state="online",
+        last_online="2026-01-01T00:00:00Z",
+        in_eventbus=False,
+        in_kube=True,
+    )
+    # A new Device field must be added to ``_with_properties`` (and here).
+    assert [f.name for f in fields(Device)] == [
+        "id", "properties", "model", "node", "labels", "description", "protocol", "state",
+        "last_online", "in_eventbus", "in_kube",
+    ]  # fmt: skip
+    copy = _with_properties(device, {"b": TwinProperty("b")}, True)
+    assert copy == replace(device, properties={"b": TwinProperty("b")}, in_eventbus=True)
