@@ -190,36 +190,47 @@ async def buffered_subscriber(broker: MosquittoBroker, count: int, devices: int)
     return Rate(count, elapsed)
 
 
-async def run(count: int = 50_000, devices: int = 100) -> Result:
-    """Bare and adapter, alternated twice; the better run of each counts."""
-    bare: list[Rate] = []
-    adapter: list[Rate] = []
+async def run(count: int = 50_000, devices: int = 100, pairs: int = 3) -> Result:
+    """Bare and adapter alternated ``pairs`` times; the pair with the median ratio counts.
+
+    The drain rate of both sides drifts by tens of percent between runs on a busy
+    machine; each pair runs back to back on the same broker, so its ratio is the
+    comparison, and the median pair is robust to one disturbed run on either side.
+    """
+    runs: list[tuple[Rate, Rate]] = []
     async with MosquittoBroker() as broker:
-        for _ in range(2):
-            bare.append(await bare_subscriber(broker, count, devices))
-            adapter.append(await adapter_ingest(broker, count, devices))
+        for _ in range(pairs):
+            bare = await bare_subscriber(broker, count, devices)
+            adapter = await adapter_ingest(broker, count, devices)
+            runs.append((bare, adapter))
         buffered = await buffered_subscriber(broker, count, devices)
-    best_bare = max(r.per_second for r in bare)
-    best_adapter = max(r.per_second for r in adapter)
-    ratio = best_adapter / best_bare if best_bare else 0.0
+
+    def ratio(pair: tuple[Rate, Rate]) -> float:
+        return pair[1].per_second / pair[0].per_second if pair[0].per_second else 0.0
+
+    median_bare, median_adapter = sorted(runs, key=ratio)[len(runs) // 2]
     result = Result("B1", "Ingest: twin documents absorbed per second")
     result.figures.append(
         Figure(
             "adapter ingest (drain of a queued broker, QoS 1)",
-            best_adapter,
+            median_adapter.per_second,
             "documents/s",
-            baseline=best_bare,
+            baseline=median_bare.per_second,
             target="≥ 0.7 x bare aiomqtt subscriber",
-            met=ratio >= 0.7,
+            met=ratio((median_bare, median_adapter)) >= 0.7,
         )
     )
     result.details += [
-        f"{count:,} QoS 1 twin documents per run, {devices} devices; two alternating runs each.",
-        "bare aiomqtt + json.loads runs: " + ", ".join(f"{r.per_second:,.0f}/s" for r in bare),
-        "adapter runs: "
-        + ", ".join(f"{r.per_second:,.0f}/s ({r.messages:,} change events)" for r in adapter),
+        f"{count:,} QoS 1 twin documents per run, {devices} devices; {pairs} alternating pairs "
+        "(bare, then adapter); the pair with the median ratio is the figure.",
+        "pairs (bare / adapter = ratio): "
+        + ", ".join(
+            f"{b.per_second:,.0f} / {a.per_second:,.0f} = {ratio((b, a)):.2f}" for b, a in runs
+        ),
+        "adapter change events per run: " + ", ".join(f"{a.messages:,}" for _, a in runs),
         f"diagnostic: bare subscriber with paho's socket reads buffered: "
-        f"{buffered.per_second:,.0f}/s ({buffered.per_second / best_bare:.2f} x bare)",
+        f"{buffered.per_second:,.0f}/s ({buffered.per_second / median_bare.per_second:.2f} x "
+        "the median pair's bare)",
     ]
     return result
 
