@@ -13,9 +13,10 @@ Middlewares, outermost first, and why in this order:
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ from mep_kubeedge_adapter.api.auth import EXEMPT_PATHS, BearerVerifier, auth_mid
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, ApiDeps, Readiness
 from mep_kubeedge_adapter.api.problems import REQUEST_ID, problem_middleware
 from mep_kubeedge_adapter.console import add_console_routes
+from mep_kubeedge_adapter.observability import Metrics
 
 __all__ = ["API_BASE", "DEPS", "ApiDeps", "Readiness", "create_app"]
 
@@ -34,6 +36,16 @@ log = structlog.get_logger(__name__)
 
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
+
+_REQUEST_ID_PREFIX = os.urandom(8).hex()
+_request_numbers = itertools.count(1)
+_METRIC_CHILDREN_LIMIT = 1024
+"""Distinct (route, method, status) whose metric children are kept; more are looked up."""
+
+
+def _new_request_id() -> str:
+    """32 hex digits: a random per-process prefix and a counter, unique without ``uuid4``."""
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _route_template(request: web.Request) -> str:
@@ -45,11 +57,14 @@ def _route_template(request: web.Request) -> str:
 @web.middleware
 async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
     offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if _REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
+    request_id = offered if offered and _REQUEST_ID_PATTERN.match(offered) else _new_request_id()
     request[REQUEST_ID] = request_id
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
         response: web.StreamResponse = await handler(request)
         return response
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -58,9 +73,69 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
         response.headers["X-Request-Id"] = request_id
 
 
+class _AccessLog:
+    """The ``api_request`` logger, bound once per structlog configuration.
+
+    ``log.info`` on the module's lazy proxy binds a new logger on every call; this binds
+    one and keeps it while the configuration (processors, wrapper, factory) is the same.
+    """
+
+    def __init__(self) -> None:
+        self._config: tuple[Any, ...] = ()
+        self._logger: Any = None
+
+    def get(self) -> Any:
+        config = structlog.get_config()
+        current = (
+            config["processors"],
+            config["wrapper_class"],
+            config["logger_factory"],
+            config["context_class"],
+        )
+        if len(current) != len(self._config) or any(
+            a is not b for a, b in zip(current, self._config, strict=True)
+        ):
+            self._logger = log.bind()
+            self._config = current
+        return self._logger
+
+
+_ACCESS_LOG = _AccessLog()
+
+
+class _MetricChildren:
+    """The ``mka_api_requests`` children per (route, method, status), ``mka_api_latency``
+    children per route: ``labels()`` builds and checks the label tuple under a lock on
+    every call, and a child never changes once made, so each is looked up once."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
+
+    def requests(self, route: str, method: str, status: int) -> Any:
+        key = (route, method, status)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._metrics.api_requests.labels(route, method, str(status))
+            if len(self._requests) < _METRIC_CHILDREN_LIMIT:
+                self._requests[key] = child
+        return child
+
+    def latency(self, route: str) -> Any:
+        child = self._latency.get(route)
+        if child is None:
+            child = self._metrics.api_latency.labels(route)
+            if len(self._latency) < _METRIC_CHILDREN_LIMIT:
+                self._latency[route] = child
+        return child
+
+
+_METRIC_CHILDREN = web.AppKey("metric_children", _MetricChildren)
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
-    deps = request.app[DEPS]
     route = _route_template(request)
     started = time.perf_counter()
     status = 500
@@ -73,10 +148,12 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         raise
     finally:
         elapsed = time.perf_counter() - started
-        deps.metrics.api_requests.labels(route, request.method, str(status)).inc()
+        children = request.app[_METRIC_CHILDREN]
+        children.requests(route, request.method, status).inc()
         if status != 101:
-            deps.metrics.api_latency.labels(route).observe(elapsed)
-        level = log.debug if request.path in EXEMPT_PATHS else log.info
+            children.latency(route).observe(elapsed)
+        access = _ACCESS_LOG.get()
+        level = access.debug if request.path in EXEMPT_PATHS else access.info
         level(
             "api_request",
             method=request.method,
@@ -117,6 +194,7 @@ def create_app(deps: ApiDeps) -> web.Application:
         middlewares.append(auth_middleware(verifier, frozenset({subscriptions.WEBSOCKET})))
     app = web.Application(client_max_size=api.max_body, middlewares=middlewares)
     app[DEPS] = deps
+    app[_METRIC_CHILDREN] = _MetricChildren(deps.metrics)
     app.on_response_prepare.append(_echo_request_id)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

@@ -199,10 +199,57 @@ async def _read_patch(request: web.Request) -> TwinPatch:
         raise AdapterError(ErrorKind.INVALID, validation_detail(exc)) from exc
 
 
-def _twin_response(registry: DeviceRegistry, device: Device) -> web.Response:
-    response = web.json_response(twin_json(device, registry.model_of(device)))
-    response.headers["ETag"] = twin_etag(device)
-    return response
+class _RenderedTwin:
+    """One device snapshot's twin body (as ``web.json_response`` encodes it) and ETag."""
+
+    __slots__ = ("body", "device", "etag", "model")
+
+    def __init__(self, device: Device, model: DeviceModel | None) -> None:
+        self.device = device
+        self.model = model
+        self.body = json.dumps(twin_json(device, model)).encode()
+        self.etag = twin_etag(device)
+
+
+class TwinCache:
+    """Rendered twins per device, valid while the registry holds the same snapshot.
+
+    ``Device`` and ``DeviceModel`` objects are immutable and replaced on every change, so
+    the identity of both is the cache key. The cache holds at most one entry more than the
+    registry has devices: beyond that, entries whose device changed or left are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[DeviceId, _RenderedTwin] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, registry: DeviceRegistry, device: Device) -> _RenderedTwin:
+        entries = self._entries
+        if len(entries) > len(registry):
+            entries = self._entries = {
+                key: kept for key, kept in entries.items() if registry.get(key) is kept.device
+            }
+        model = registry.model_of(device)
+        entry = entries.get(device.id)
+        if entry is not None and entry.device is device and entry.model is model:
+            return entry
+        entry = _RenderedTwin(device, model)
+        entries[device.id] = entry
+        return entry
+
+
+TWIN_CACHE = web.AppKey("twin_cache", TwinCache)
+
+
+def _twin_response(rendered: _RenderedTwin) -> web.Response:
+    return web.Response(
+        body=rendered.body,
+        content_type="application/json",
+        charset="utf-8",
+        headers={"ETag": rendered.etag},
+    )
 
 
 # ------------------------------------------------------------------ handlers
@@ -232,11 +279,11 @@ async def read_device(request: web.Request) -> web.Response:
 async def read_twin(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     device = get_device(deps.registry, _device_id(request))
-    etag = twin_etag(device)
+    rendered = request.app[TWIN_CACHE].get(deps.registry, device)
     if_none_match = request.headers.get("If-None-Match")
-    if if_none_match is not None and _etag_matches(if_none_match, etag):
-        return web.Response(status=304, headers={"ETag": etag})
-    return _twin_response(deps.registry, device)
+    if if_none_match is not None and _etag_matches(if_none_match, rendered.etag):
+        return web.Response(status=304, headers={"ETag": rendered.etag})
+    return _twin_response(rendered)
 
 
 async def patch_twin(request: web.Request) -> web.Response:
@@ -249,7 +296,7 @@ async def patch_twin(request: web.Request) -> web.Response:
         patch.desired,
         if_match=request.headers.get("If-Match"),
     )
-    return _twin_response(deps.registry, device)
+    return _twin_response(request.app[TWIN_CACHE].get(deps.registry, device))
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -276,6 +323,7 @@ async def read_model(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """GET routes without the implicit HEAD, so the OpenAPI document lists all there is."""
+    app[TWIN_CACHE] = TwinCache()
     app.router.add_get(DEVICES, list_devices, allow_head=False)
     app.router.add_get(DEVICE, read_device, allow_head=False)
     app.router.add_get(TWIN, read_twin, allow_head=False)

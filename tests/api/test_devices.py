@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mep_kubeedge_adapter.api.devices import TWIN_CACHE
 from mep_kubeedge_adapter.domain import ErrorKind
 from mep_kubeedge_adapter.usecases import UnsupportedWriter
 from tests.api.conftest import SWITCH, THERMO, ApiHarness, HarnessFactory, RecordingWriter
@@ -279,3 +280,25 @@ async def test_oversized_body_is_413(make_harness: HarnessFactory, writer: Recor
     assert reply.status == 413
     assert reply.json()["type"] == "urn:mka:problem:too-large"
     assert writer.writes == []
+
+
+async def test_rendered_twins_are_cached_per_snapshot_and_bounded(harness: ApiHarness) -> None:
+    registry = harness.deps.registry
+    cache = harness.client.app[TWIN_CACHE]
+    first = await harness.call("GET", TWIN_PATH)
+    again = await harness.call("GET", TWIN_PATH)
+    assert again.body == first.body
+    assert again.headers["ETag"] == first.headers["ETag"]
+    for device in registry.devices():
+        path = f"{BASE}/devices/{device.id.namespace}/{device.id.name}/twin"
+        assert (await harness.call("GET", path)).status == 200
+    assert len(cache) == len(registry)
+    registry.remove_spec(THERMO)
+    registry.remove_member(THERMO)
+    registry.remove_spec(SWITCH)
+    registry.remove_member(SWITCH)
+    assert len(registry) < len(cache)
+    for device in registry.devices():
+        path = f"{BASE}/devices/{device.id.namespace}/{device.id.name}/twin"
+        assert (await harness.call("GET", path)).status == 200
+    assert len(cache) <= len(registry) + 1
