@@ -55,24 +55,28 @@ def _persistent(client_id: str, broker: MosquittoBroker) -> aiomqtt.Client:
     )
 
 
+async def _drain_parsing(client: aiomqtt.Client, count: int) -> Rate:
+    """The bare subscriber: ``json.loads`` every message until ``count``, timed first to last."""
+    received = 0
+    first = 0.0
+    async for message in client.messages:
+        if received == 0:
+            first = time.perf_counter()
+        payload = message.payload
+        assert isinstance(payload, bytes | bytearray)
+        json.loads(payload)
+        received += 1
+        if received == count:
+            break
+    return Rate(count, time.perf_counter() - first)
+
+
 async def bare_subscriber(broker: MosquittoBroker, count: int, devices: int) -> Rate:
     async with _persistent("bench-bare", broker) as client:
         await client.subscribe(TOPIC, qos=1)
     await _publish(broker, count, devices)
-    received = 0
-    first = 0.0
     async with _persistent("bench-bare", broker) as client:
-        async for message in client.messages:
-            if received == 0:
-                first = time.perf_counter()
-            payload = message.payload
-            assert isinstance(payload, bytes | bytearray)
-            json.loads(payload)
-            received += 1
-            if received == count:
-                break
-        elapsed = time.perf_counter() - first
-    return Rate(count, elapsed)
+        return await _drain_parsing(client, count)
 
 
 class _PersistentEventBus(EventBusClient):
@@ -172,22 +176,10 @@ async def buffered_subscriber(broker: MosquittoBroker, count: int, devices: int)
     async with _persistent("bench-buffered", broker) as client:
         await client.subscribe(TOPIC, qos=1)
     await _publish(broker, count, devices)
-    received = 0
-    first = 0.0
     async with _persistent("bench-buffered", broker) as client:
         paho = client._client
         paho._sock = _BufferedSocket(paho._sock)
-        async for message in client.messages:
-            if received == 0:
-                first = time.perf_counter()
-            payload = message.payload
-            assert isinstance(payload, bytes | bytearray)
-            json.loads(payload)
-            received += 1
-            if received == count:
-                break
-        elapsed = time.perf_counter() - first
-    return Rate(count, elapsed)
+        return await _drain_parsing(client, count)
 
 
 async def run(count: int = 50_000, devices: int = 100, pairs: int = 3) -> Result:

@@ -1124,13 +1124,8 @@ class MepEmulator:
         return _json([self._render(s) for s in found if ident.may_discover(s.body["serName"])])
 
     async def _discover_one(self, request: web.Request) -> web.Response:
-        bad = self._check_id(request)
-        if bad is not None:
-            return bad
-        svc = self._find(request)
-        if svc is None:
-            return _problem(404, _C_NOT_FOUND, "service instance not found")
-        return _json(self._render(svc))
+        """``GET /services/{id}``: like the app-scoped read, neither filters by owner."""
+        return await self._get_service(request)
 
     async def _transports(self, request: web.Request) -> web.Response:
         return _json([{
