@@ -854,19 +854,26 @@ class FakeApiServer:
         deadline = loop.time() + duration
         next_bookmark = loop.time() + self.bookmark_interval
         while True:
-            now = loop.time()
-            if now >= deadline:
-                if bookmarks:
-                    await self._send(response, self._bookmark(watch, version))
-                return "timeout"
-            wake = min(deadline, next_bookmark) if bookmarks else deadline
-            try:
-                item = await asyncio.wait_for(watch.queue.get(), max(0.0, wake - now))
-            except TimeoutError:
-                if bookmarks and loop.time() >= next_bookmark and watch.queue.empty():
+            # Queued events go out before anything else: a bookmark carries the latest
+            # resourceVersion, so it may only follow every event this watch was handed.
+            if watch.queue.empty():
+                now = loop.time()
+                if now >= deadline:
+                    if bookmarks:
+                        await self._send(response, self._bookmark(watch, version))
+                    return "timeout"
+                if bookmarks and now >= next_bookmark:
                     await self._send(response, self._bookmark(watch, version))
                     next_bookmark = loop.time() + self.bookmark_interval
-                continue
+                    continue
+                wake = min(deadline, next_bookmark) if bookmarks else deadline
+                try:
+                    async with asyncio.timeout(wake - now):
+                        item = await watch.queue.get()
+                except TimeoutError:
+                    continue
+            else:
+                item = watch.queue.get_nowait()
             if isinstance(item, str):
                 return item
             await self._send(

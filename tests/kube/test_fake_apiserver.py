@@ -194,6 +194,45 @@ async def test_bookmarks_carry_the_latest_resource_version(
         assert event["type"] == "BOOKMARK"
 
 
+async def test_queued_events_go_out_before_a_due_bookmark() -> None:
+    # With bookmarks due all the time, every event queued behind another must still be sent
+    # (and before any bookmark, whose resourceVersion would otherwise skip it).
+    async with FakeApiServer(bookmark_interval=0.001) as fake:
+        configuration = client.Configuration(host=fake.url)
+        kube_client = client.ApiClient(configuration)
+        try:
+            w = start_watch(
+                kube_client,
+                resource_version=fake.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=30,
+            )
+            await fake.wait_for_watches(1)
+            first_rv = int(fake.resource_version)
+            created: list[str] = []
+            seen: list[str] = []
+            for burst in range(5):
+                for i in range(10):
+                    created.append(fake.create(device(f"d{burst}-{i}"))["metadata"]["name"])
+                while len(seen) < len(created):
+                    event = await w.next()
+                    assert isinstance(event, dict), event
+                    if event["type"] == "BOOKMARK":
+                        # Every event up to a bookmark's version was sent before it.
+                        rv = int(event["object"]["metadata"]["resourceVersion"])
+                        assert rv <= first_rv + len(seen)
+                    else:
+                        seen.append(event["raw_object"]["metadata"]["name"])
+            assert seen == created
+            fake.drop_watches(abrupt=False)
+            while (event := await w.next()) is not None:
+                assert isinstance(event, dict)
+                assert event["type"] == "BOOKMARK"
+        finally:
+            kube_client.close()  # type: ignore[no-untyped-call]
+            kube_client.rest_client.close()
+
+
 async def test_stale_resource_version_is_410(
     fake_apiserver: FakeApiServer, kube_client: client.ApiClient
 ) -> None:
