@@ -78,6 +78,8 @@ class Adapter:
                 max_attempts=settings.notify.max_attempts,
                 max_age=settings.notify.max_age,
                 request_timeout=settings.notify.request_timeout,
+                backoff_base=settings.notify.retry_base,
+                backoff_cap=settings.notify.retry_cap,
             ),
         )
         self.registrar: Registrar | None = None

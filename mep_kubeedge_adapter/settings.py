@@ -170,11 +170,19 @@ class NotifySettings(_Group):
     max_attempts: int = Field(10, ge=1, description="delivery attempts before a drop")
     max_age: float = Field(600.0, gt=0, description="seconds a notification may wait")
     request_timeout: float = Field(10.0, gt=0, description="seconds per callback POST")
+    retry_base: float = Field(
+        0.5, gt=0, description="seconds before the first callback retry; doubles per attempt"
+    )
+    retry_cap: float = Field(
+        30.0, gt=0, description="longest wait between callback retries (and for Retry-After)"
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> NotifySettings:
         if self.max_pending < self.coalesce_after:
             raise ValueError("max_pending must be at least coalesce_after")
+        if self.retry_cap < self.retry_base:
+            raise ValueError("retry_cap must be at least retry_base")
         return self
 
 

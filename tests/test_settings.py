@@ -59,6 +59,7 @@ def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
         ({"MKA_MEP__URL": "https://mep:8443"}, "app_instance_id, ak and sk are required"),
         ({"MKA_API__AUTH": "jwt"}, "jwt_public_key_file"),
         ({"MKA_API__CALLBACK_NETWORKS": '["not-a-net"]'}, "callback_networks"),
+        ({"MKA_NOTIFY__RETRY_BASE": "5", "MKA_NOTIFY__RETRY_CAP": "1"}, "retry_cap must be"),
     ],
 )
 def test_invalid_settings_are_explained(env: dict[str, str], message: str) -> None:

@@ -30,7 +30,14 @@ from .conftest import (
 
 pytestmark = pytest.mark.integration
 
-NOTIFY = {"coalesce_after": 2, "max_pending": 4, "max_attempts": 2, "request_timeout": 2}
+NOTIFY = {
+    "coalesce_after": 2,
+    "max_pending": 4,
+    "max_attempts": 2,
+    "request_timeout": 2,
+    "retry_base": 0.05,
+    "retry_cap": 0.2,
+}
 
 
 def speeds(sink: Sink, subscription_id: str) -> list[str]:
@@ -50,6 +57,8 @@ async def test_flapping_stalled_and_down_callbacks(
     start_stack: StartStack, sinks: Callable[..., Awaitable[Sink]]
 ) -> None:
     stack = await start_stack(notify=NOTIFY)
+    delivery = stack.adapter.subscriptions.dispatcher.settings
+    assert (delivery.backoff_base, delivery.backoff_cap) == (0.05, 0.2)
     sink = await sinks()
     sid = (await stack.api.subscribe(TWIN, sink.url, devices=[str(PUMP)]))["id"]
     value = iter(range(100, 200))
