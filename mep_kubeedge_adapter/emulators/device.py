@@ -514,6 +514,9 @@ class SimulatedDevice:
                     finally:
                         await self._cancel(self._report_task)
             except aiomqtt.MqttError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # a close that broke must not resume
                 logger.warning("simulated device %s lost the broker: %s", self.device_id, exc)
             finally:
                 self._connected.clear()

@@ -1089,6 +1089,9 @@ class EdgeCoreEmulator:
                     async for message in client.messages:
                         await self._on_message(message)
             except aiomqtt.MqttError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # a close that broke must not resume
                 logger.warning("edgecore emulator lost the broker: %s", exc)
             finally:
                 self._ready.clear()

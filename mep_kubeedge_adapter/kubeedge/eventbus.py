@@ -186,6 +186,10 @@ class EventBusClient:
                     log.info("eventbus_connected", broker=self._settings.url)
                     await self._session(client)
             except aiomqtt.MqttError as exc:
+                if _being_cancelled():
+                    # The connection broke while it was being closed for a cancellation:
+                    # aiomqtt raises that instead, and a reconnect would swallow the stop.
+                    raise asyncio.CancelledError from exc
                 self.last_error = str(exc)
                 log.warning("eventbus_connection_lost", broker=self._settings.url, error=str(exc))
             finally:
@@ -594,3 +598,9 @@ class EventBusClient:
 
 def _new_event_id(purpose: str) -> str:
     return f"mka-{purpose}-{uuid.uuid4().hex}"
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has a cancellation pending or in progress."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -256,3 +257,32 @@ async def test_periodic_resync_catches_a_quick_edgecore_restart(broker: Mosquitt
         twin.actual = type(twin.actual)("64", twin.actual.timestamp + 1)
         # Only a fresh twin/get can bring this value: the change was never published.
         await until(stack.registry, lambda: reported(stack.registry, PUMP, "speed") == "64")
+
+
+class _BrokenOnClose(aiomqtt.Client):
+    """A real client whose disconnect breaks, as aiomqtt reports a broker lost mid-close."""
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await super().__aexit__(*exc_info)
+        raise aiomqtt.MqttError("Unexpected disconnection")
+
+
+class _BreaksOnClose(EventBusClient):
+    def _make_client(self) -> aiomqtt.Client:
+        s = self._settings
+        return _BrokenOnClose(s.host, s.port, identifier=f"mka-test-{id(self)}")
+
+
+async def test_cancellation_survives_a_connection_that_breaks_on_close(
+    broker: MosquittoBroker,
+) -> None:
+    settings = MqttSettings.model_validate({"url": broker.url})
+    eventbus = _BreaksOnClose(settings, "edge-node", DeviceRegistry(), Metrics())
+    task = asyncio.create_task(eventbus.run())
+    async with asyncio.timeout(10):
+        await eventbus.wait_status(lambda s: s["mqtt"] == "connected")
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert task in done, "the stop was swallowed by a reconnect"
+    assert task.cancelled()
+    assert not eventbus.connected
