@@ -43,7 +43,9 @@ What an app sees (all paths as on EdgeGallery's API gateway):
 * Registered endpoints are rewritten to gateway URIs ``<emulator url>/<serName><20 hex>``
   (the 201 reply still echoes the provider URIs). The emulator proxies those like Kong: a valid
   bearer token is required, the prefix is stripped, ``X-Forwarded-*`` headers are added.
-  Websockets are not proxied.
+  Websocket upgrades are proxied too, after the same token check: the upstream handshake comes
+  first (its refusal status, or 502, is the caller's answer), then frames go both ways until one
+  side closes, and its close code is passed on.
 * Request bodies (and the emulator's own replies) are validated against the ETSI MEC 011
   v2.1.1 OpenAPI (3.0 file) with openapi-core; a request that fails gets 400 with the schema
   error. This is stricter than EdgeGallery, which for example accepts a ``transportInfo``
@@ -382,6 +384,43 @@ def _kong_unauthorized() -> web.Response:
     return web.json_response({"message": "Unauthorized"}, status=401)
 
 
+def _kong_bad_gateway(exc: BaseException) -> web.Response:
+    return web.json_response(
+        {"message": f"An invalid response was received from the upstream server: {exc}"},
+        status=502,
+    )
+
+
+_WS_CLOSE_TIMEOUT = 2.0
+"""Seconds a proxied websocket waits for the peer's close frame."""
+
+_Websocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+async def _relay(source: _Websocket, sink: _Websocket) -> tuple[int | None, bytes]:
+    """Copy data frames until ``source`` closes; its close code and reason."""
+    while True:
+        msg = await source.receive()
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return msg.data, (msg.extra or "").encode()
+        if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.ERROR):
+            return source.close_code, b""
+        with contextlib.suppress(ConnectionResetError):  # the sink is closing: its relay ends
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+
+
+def _relayable_close_code(code: int | None) -> int:
+    """``code`` if it may be sent; 1000 for a close without one, 1001 for a lost connection."""
+    if code is not None and (1000 <= code <= 1003 or 1007 <= code <= 1014
+                             or 3000 <= code <= 4999):
+        return code
+    return aiohttp.WSCloseCode.OK if not code else aiohttp.WSCloseCode.GOING_AWAY
+
+
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
@@ -563,6 +602,7 @@ class MepEmulator:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._pumps: set[asyncio.Task[None]] = set()
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.url = ""
 
@@ -619,6 +659,7 @@ class MepEmulator:
             middlewares=[self._count_middleware, self._down_middleware, self._mp1_middleware],
             client_max_size=1024 * 1024,
         )
+        app.on_shutdown.append(self._stop_websockets)
         r = app.router
         r.add_post("/mep/token", self._token)
         confs = "/mep/appMng/v1/applications/{appInstanceId}/confs"
@@ -1293,6 +1334,8 @@ class MepEmulator:
             "X-Forwarded-Prefix": f"/{gw_name}",
             "X-Real-IP": request.remote or "",
         })
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._gateway_websocket(request, url, headers)
         assert self._session is not None
         try:
             async with self._session.request(
@@ -1307,8 +1350,83 @@ class MepEmulator:
                         out.headers.add(key, value)
                 return out
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return web.json_response({"message": f"An invalid response was received from "
-                                                 f"the upstream server: {exc}"}, status=502)
+            return _kong_bad_gateway(exc)
+
+    async def _gateway_websocket(
+        self, request: web.Request, url: str, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Kong's websocket proxying: the upstream handshake first, then the caller's.
+
+        The upstream's refusal (its status, not its body) or 502 reaches the caller as a plain
+        HTTP reply; after both upgrades, frames are relayed until one side closes.
+        """
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                   if p.strip()]
+        forwarded = {k: v for k, v in headers.items()
+                     if k.lower() != "upgrade" and not k.lower().startswith("sec-websocket-")}
+        assert self._session is not None
+        try:
+            upstream = await self._session.ws_connect(
+                "ws" + url.removeprefix("http"), headers=forwarded, protocols=offered, ssl=False,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_WS_CLOSE_TIMEOUT),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 101:  # upgraded, but not correctly
+                return _kong_bad_gateway(exc)
+            return web.Response(status=exc.status)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return _kong_bad_gateway(exc)
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else [], timeout=_WS_CLOSE_TIMEOUT
+        )
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+            raise
+        pump = asyncio.create_task(self._pump_websocket(client, upstream), name="mep-emulator-ws")
+        self._pumps.add(pump)
+        pump.add_done_callback(self._pumps.discard)
+        await asyncio.wait([pump])  # the emulator's shutdown may cancel it
+        if not pump.cancelled():
+            pump.result()
+        return client
+
+    @staticmethod
+    async def _pump_websocket(
+        client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        """Relay frames both ways until one side closes, then close the other with its code.
+
+        Cancelled (emulator shutdown), it closes both sides with 1001. aiohttp's server socket
+        skips the close handshake when closed under a pending ``receive()``, so the relay
+        reading the app's side is stopped before that side is closed.
+        """
+        from_app = asyncio.create_task(_relay(client, upstream))
+        from_provider = asyncio.create_task(_relay(upstream, client))
+        try:
+            done, _ = await asyncio.wait((from_app, from_provider),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if from_app in done:  # closing the provider's side also ends from_provider
+                code, reason = from_app.result()
+                await upstream.close(code=_relayable_close_code(code), message=reason)
+            else:
+                code, reason = from_provider.result()
+                from_app.cancel()
+                await asyncio.wait([from_app])
+                await client.close(code=_relayable_close_code(code), message=reason)
+        finally:
+            from_app.cancel()
+            await asyncio.wait([from_app])
+            going_away = aiohttp.WSCloseCode.GOING_AWAY
+            await asyncio.gather(client.close(code=going_away), upstream.close(code=going_away))
+            from_provider.cancel()
+            await asyncio.wait([from_provider])
+
+    async def _stop_websockets(self, app: web.Application) -> None:
+        """On shutdown, end every proxied websocket rather than wait for it."""
+        for pump in list(self._pumps):
+            pump.cancel()
 
     # --- admin -----------------------------------------------------------------------------------
 
