@@ -6,7 +6,7 @@ emulator, and a test edge app, with an identity of its own, finds the service th
 then goes through the MEP's gateway with its bearer token (which the adapter checks too):
 it subscribes, receives the device's changes on its callback, writes a desired value, sees
 the device apply it and the reported value converge. A websocket subscriber watches the same
-subscription's stream (the gateway does not carry websockets, so it connects to the adapter).
+subscription's stream, connected through the gateway at the ``websocketUri`` it was given.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mep_kubeedge_adapter.api.deps import API_BASE
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.device import SimulatedDevice, parse_property
 from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator, parse_devices
@@ -177,13 +176,10 @@ async def test_device_to_edge_app_and_back(
             subscription = await resp.json()
         sid = subscription["id"]
         assert subscription["_links"]["self"]["href"].startswith(endpoint)
-        path = f"{API_BASE}/subscriptions/{sid}/websocket"
-        # Built from the gateway request: usable wherever the gateway carries websockets.
+        # Built from the gateway request, and the gateway carries the upgrade (with the token).
         assert subscription["websocketUri"] == f"ws{endpoint[4:]}/subscriptions/{sid}/websocket"
         watcher = WebsocketWatcher()
-        ws = await stack.enter_async_context(
-            http.ws_connect(f"http://127.0.0.1:{adapter.api_port}{path}")
-        )
+        ws = await stack.enter_async_context(http.ws_connect(subscription["websocketUri"]))
         reading = asyncio.create_task(watcher.run(ws))
 
         # The device's changes reach the app.
