@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import aiosqlite
 import structlog
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "CRASH_SEQUENCE_GAP",
@@ -159,9 +159,7 @@ class SubscriptionStore:
         if db is None:
             return
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            await cancel_and_wait(self._flusher)
             self._flusher = None
         try:
             await self.flush_sequences()

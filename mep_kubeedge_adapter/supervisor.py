@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -20,6 +21,26 @@ from mep_kubeedge_adapter.backoff import Backoff
 log = structlog.get_logger(__name__)
 
 TaskFactory = Callable[[], Awaitable[None]]
+
+CANCEL_RETRY: float = 0.5
+"""Seconds between repeated cancellations of a task that runs on (see ``cancel_and_wait``)."""
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` and wait until it has ended; re-raise what ended it, unless cancelled.
+
+    The cancellation is repeated while the task runs on: on Python 3.11 ``asyncio.wait_for``
+    returns a result that arrives together with a cancellation and drops the cancellation
+    (MQTT and HTTP clients wait for replies that way), so one ``cancel()`` may not end a
+    loop. A cancellation of the caller itself propagates; it is never taken for the task's.
+    """
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_RETRY)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        raise exc
 
 
 @dataclass(slots=True)

@@ -63,6 +63,8 @@ from urllib.parse import urlsplit
 import aiomqtt
 import yaml
 
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
+
 __all__ = [
     "PropertySpec",
     "SimulatedDevice",
@@ -491,11 +493,7 @@ class SimulatedDevice:
 
     @staticmethod
     async def _cancel(task: asyncio.Task[None] | None) -> None:
-        if task is None or task.done():
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def _serve(self) -> None:
         while True:

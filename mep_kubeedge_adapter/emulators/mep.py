@@ -104,6 +104,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
+
 __all__ = [
     "DEMO_AK",
     "DEMO_APP_INSTANCE_ID",
@@ -644,8 +646,7 @@ class MepEmulator:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
         if self._runner is not None:
             await self._runner.cleanup()

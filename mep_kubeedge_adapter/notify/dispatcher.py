@@ -16,7 +16,6 @@ the HTTP session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -38,6 +37,7 @@ from mep_kubeedge_adapter.notify.render import Notice, event_device_id, select
 from mep_kubeedge_adapter.notify.websocket import GOING_AWAY, NORMAL_CLOSURE, WebsocketFanout
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = ["NotificationDispatcher", "SequenceSink"]
 
@@ -119,8 +119,7 @@ class NotificationDispatcher:
             for task in late:
                 task.cancel()
             for task in late:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         abandoned = sum(
             f.callback.abandon() for f in self._feeds.values() if f.callback is not None
         )

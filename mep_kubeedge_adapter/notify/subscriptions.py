@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -41,6 +40,7 @@ from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import ApiSettings
 from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "DeliverySettings",
@@ -132,9 +132,7 @@ class SubscriptionService:
     async def stop(self) -> None:
         """Stop expiring and delivering; in-flight callbacks get a short grace."""
         if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+            await cancel_and_wait(self._expiry_task)
             self._expiry_task = None
         await self.dispatcher.stop()
 

@@ -17,7 +17,6 @@ or expires.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Notice, render
 from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = ["WebsocketFanout"]
 
@@ -119,9 +119,7 @@ class WebsocketFanout:
         try:
             await self._pump(ws, attached, reader)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             self._attached.remove(attached)
             if self._park and not self._attached and self._closing is None:
                 self._parked = attached.backlog
