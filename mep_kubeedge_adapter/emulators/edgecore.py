@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import copy
 import json
 import logging
@@ -72,6 +71,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import yaml
+
+from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "DeviceTwinModule",
@@ -941,7 +942,8 @@ class EdgeCoreEmulator:
 
     Entering connects, subscribes and waits (up to `ready_timeout`) until it is serving;
     leaving disconnects. If the broker goes away it reconnects every `reconnect_interval`
-    seconds (a real EdgeCore waits 5 s) and `ready` is false meanwhile.
+    seconds (a real EdgeCore waits 5 s) and `ready` is false meanwhile. A broker that dies
+    while a publication waits for its acknowledgement is noticed after `operation_timeout`.
 
     `silent = True` keeps the connection and keeps applying requests but publishes nothing:
     this reproduces an EdgeCore that stays connected yet never publishes again.
@@ -959,6 +961,7 @@ class EdgeCoreEmulator:
         password: str | None = None,
         reconnect_interval: float = 1.0,
         ready_timeout: float = 10.0,
+        operation_timeout: float = 10.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -967,6 +970,7 @@ class EdgeCoreEmulator:
         self._password = password
         self._reconnect_interval = reconnect_interval
         self._ready_timeout = ready_timeout
+        self._operation_timeout = operation_timeout
         self._ready = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -1011,10 +1015,7 @@ class EdgeCoreEmulator:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._ready.clear()
 
     async def wait_ready(self, timeout: float | None = 10.0) -> None:
@@ -1075,6 +1076,7 @@ class EdgeCoreEmulator:
                     identifier=f"edgecore-emulator-{self.node_name}-{uuid.uuid4().hex[:8]}",
                     username=self._username,
                     password=self._password,
+                    timeout=self._operation_timeout,
                 ) as client:
                     await client.subscribe([(topic, 1) for topic in self.module.subscriptions])
                     self._client = client

@@ -208,6 +208,7 @@ async def start_stack(
                     node_name=NODE,
                     devices=edgecore_devices() if devices is None else devices,
                     reconnect_interval=0.1,
+                    operation_timeout=3.0,
                 )
             )
             adapter = await exits.enter_async_context(

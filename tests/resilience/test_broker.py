@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -64,8 +65,8 @@ async def test_broker_killed_during_a_stream(
 
         await broker.start()
         # The EdgeCore emulator was cut off mid-publish and only notices when its publish
-        # times out (about 10 s, the MQTT client's operation timeout): the adapter reconnects
-        # at once but keeps probing until EdgeCore answers, unready meanwhile.
+        # times out (its MQTT operation timeout, 3 s here): the adapter reconnects at once but
+        # keeps probing until EdgeCore answers, unready meanwhile.
         async with asyncio.timeout(15):
             await stack.adapter.eventbus.wait_status(lambda s: s["mqtt"] == "connected")
             await stack.adapter.eventbus.synced.wait()
@@ -98,4 +99,6 @@ async def test_broker_killed_during_a_stream(
     assert len(received) > before
     assert set(await stack.api.subscriptions()) == {twins["id"], states["id"]}
     assert stack.adapter.supervisor.restarts() == {"eventbus": 0}
-    assert "mka_mqtt_reconnects_total 1.0" in await stack.api.metrics()
+    # One loss; a connection attempt may also have landed while the broker was still down.
+    attempts = re.search(r"^mka_mqtt_reconnects_total (\S+)$", await stack.api.metrics(), re.M)
+    assert attempts is not None and float(attempts.group(1)) >= 1
