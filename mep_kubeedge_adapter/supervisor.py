@@ -26,6 +26,17 @@ CANCEL_RETRY: float = 0.5
 """Seconds between repeated cancellations of a task that runs on (see ``cancel_and_wait``)."""
 
 
+def being_cancelled() -> bool:
+    """Whether the current task has a cancellation pending or in progress.
+
+    A reconnect loop that catches a client error must check this first: aiomqtt raises an
+    MqttError from its exit when the connection breaks during the disconnect a cancellation
+    started, and resuming the loop would swallow the stop.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel ``task`` and wait until it has ended; re-raise what ended it, unless cancelled.
 

@@ -63,7 +63,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import yaml
 
-from mep_kubeedge_adapter.supervisor import cancel_and_wait
+from mep_kubeedge_adapter.supervisor import being_cancelled, cancel_and_wait
 
 __all__ = [
     "PropertySpec",
@@ -453,7 +453,7 @@ class SimulatedDevice:
             async with asyncio.timeout(self._ready_timeout):
                 await self._connected.wait()
         except BaseException:
-            await self._cancel(self._task)
+            await cancel_and_wait(self._task)
             raise
         return self
 
@@ -467,15 +467,15 @@ class SimulatedDevice:
 
     async def stop(self) -> None:
         """Stop reporting, publish `offline` if still connected, then disconnect."""
-        await self._cancel(self._report_task)
+        await cancel_and_wait(self._report_task)
         for _, task in self._pending.values():
-            await self._cancel(task)
+            await cancel_and_wait(task)
         self._pending.clear()
         client = self._client
         if client is not None and self._connected.is_set():
             with contextlib.suppress(aiomqtt.MqttError):
                 await self._publish_state(client, "offline")
-        await self._cancel(self._task)
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def wait_for_value(self, name: str, value: str, timeout: float = 10.0) -> None:
@@ -490,10 +490,6 @@ class SimulatedDevice:
             await self._report(client, self._next_values())
 
     # -- internals -----------------------------------------------------------------------
-
-    @staticmethod
-    async def _cancel(task: asyncio.Task[None] | None) -> None:
-        await cancel_and_wait(task)
 
     async def _serve(self) -> None:
         while True:
@@ -510,11 +506,10 @@ class SimulatedDevice:
                         async for message in client.messages:
                             self._on_delta(message)
                     finally:
-                        await self._cancel(self._report_task)
+                        await cancel_and_wait(self._report_task)
             except aiomqtt.MqttError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from exc  # a close that broke must not resume
+                if being_cancelled():
+                    raise asyncio.CancelledError from exc
                 logger.warning("simulated device %s lost the broker: %s", self.device_id, exc)
             finally:
                 self._connected.clear()

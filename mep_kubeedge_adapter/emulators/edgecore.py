@@ -72,7 +72,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import yaml
 
-from mep_kubeedge_adapter.supervisor import cancel_and_wait
+from mep_kubeedge_adapter.supervisor import being_cancelled, cancel_and_wait
 
 __all__ = [
     "DeviceTwinModule",
@@ -1091,9 +1091,8 @@ class EdgeCoreEmulator:
                     async for message in client.messages:
                         await self._on_message(message)
             except aiomqtt.MqttError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from exc  # a close that broke must not resume
+                if being_cancelled():
+                    raise asyncio.CancelledError from exc
                 logger.warning("edgecore emulator lost the broker: %s", exc)
             finally:
                 self._ready.clear()

@@ -53,6 +53,7 @@ from mep_kubeedge_adapter.kubeedge.topics import (
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import MqttSettings
+from mep_kubeedge_adapter.supervisor import being_cancelled
 
 log = structlog.get_logger(__name__)
 
@@ -186,9 +187,7 @@ class EventBusClient:
                     log.info("eventbus_connected", broker=self._settings.url)
                     await self._session(client)
             except aiomqtt.MqttError as exc:
-                if _being_cancelled():
-                    # The connection broke while it was being closed for a cancellation:
-                    # aiomqtt raises that instead, and a reconnect would swallow the stop.
+                if being_cancelled():
                     raise asyncio.CancelledError from exc
                 self.last_error = str(exc)
                 log.warning("eventbus_connection_lost", broker=self._settings.url, error=str(exc))
@@ -599,8 +598,3 @@ class EventBusClient:
 def _new_event_id(purpose: str) -> str:
     return f"mka-{purpose}-{uuid.uuid4().hex}"
 
-
-def _being_cancelled() -> bool:
-    """Whether the current task has a cancellation pending or in progress."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
