@@ -51,6 +51,7 @@ from mep_kubeedge_adapter.mep.models import KUBEEDGE_CATEGORY, to_ser_name
 
 log = logging.getLogger("sample_app")
 
+
 class SampleAppError(Exception):
     """A step failed; the message says which and why."""
 
@@ -85,40 +86,82 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         prog="sample_app.py",
         description="Discover the KubeEdge device service over MP1, read a twin, log its changes.",
     )
-    parser.add_argument("--mep-url", default=_env("MEP_URL"),
-                        help="MEP API gateway, e.g. https://mep-api-gw.mep:8443 (env MEP_URL)")
-    parser.add_argument("--app-instance-id", default=_env("APPINSTID"),
-                        help="this app's instance id (env APPINSTID)")
+    parser.add_argument(
+        "--mep-url",
+        default=_env("MEP_URL"),
+        help="MEP API gateway, e.g. https://mep-api-gw.mep:8443 (env MEP_URL)",
+    )
+    parser.add_argument(
+        "--app-instance-id",
+        default=_env("APPINSTID"),
+        help="this app's instance id (env APPINSTID)",
+    )
     parser.add_argument("--ak", default=_env("AK"), help="access key (env AK)")
     parser.add_argument("--sk", default=_env("SK"), help="secret key (env SK)")
-    parser.add_argument("--ca-file", default=_env("MEP_CA_FILE"),
-                        help="CA of the MEP gateway certificate (env MEP_CA_FILE)")
-    parser.add_argument("--tls-server-name", default=_env("MEP_TLS_SERVER_NAME"),
-                        help="name to check in the gateway certificate, EdgeGallery: edgegallery")
-    parser.add_argument("--node", default=_env("NODE_NAME"),
-                        help="edge node whose adapter to use (env NODE_NAME)")
-    parser.add_argument("--ser-name", default=_env("SAMPLE_SER_NAME"),
-                        help="serName to discover (default kubeedge-devices-<node>)")
-    parser.add_argument("--device", default=_env("SAMPLE_DEVICE", "default/thermo-1"),
-                        help="<namespace>/<name> (env SAMPLE_DEVICE)")
-    parser.add_argument("--property", default=_env("SAMPLE_PROPERTY"),
-                        help="only this property's changes (env SAMPLE_PROPERTY)")
-    parser.add_argument("--delivery", choices=("callback", "websocket"),
-                        default=_env("SAMPLE_DELIVERY", "callback"),
-                        help="how notifications arrive (env SAMPLE_DELIVERY)")
-    parser.add_argument("--listen", default=_env("SAMPLE_LISTEN", "127.0.0.1:9090"),
-                        help="host:port of the callback server (env SAMPLE_LISTEN)")
-    parser.add_argument("--callback-url", default=_env("SAMPLE_CALLBACK_URL"),
-                        help="URL the adapter POSTs to (default http://<listen>/notify)")
-    parser.add_argument("--discovery-timeout", type=float, default=120.0,
-                        help="seconds to wait for the service to be registered")
+    parser.add_argument(
+        "--ca-file",
+        default=_env("MEP_CA_FILE"),
+        help="CA of the MEP gateway certificate (env MEP_CA_FILE)",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default=_env("MEP_TLS_SERVER_NAME"),
+        help="name to check in the gateway certificate, EdgeGallery: edgegallery",
+    )
+    parser.add_argument(
+        "--node", default=_env("NODE_NAME"), help="edge node whose adapter to use (env NODE_NAME)"
+    )
+    parser.add_argument(
+        "--ser-name",
+        default=_env("SAMPLE_SER_NAME"),
+        help="serName to discover (default kubeedge-devices-<node>)",
+    )
+    parser.add_argument(
+        "--device",
+        default=_env("SAMPLE_DEVICE", "default/thermo-1"),
+        help="<namespace>/<name> (env SAMPLE_DEVICE)",
+    )
+    parser.add_argument(
+        "--property",
+        default=_env("SAMPLE_PROPERTY"),
+        help="only this property's changes (env SAMPLE_PROPERTY)",
+    )
+    parser.add_argument(
+        "--delivery",
+        choices=("callback", "websocket"),
+        default=_env("SAMPLE_DELIVERY", "callback"),
+        help="how notifications arrive (env SAMPLE_DELIVERY)",
+    )
+    parser.add_argument(
+        "--listen",
+        default=_env("SAMPLE_LISTEN", "127.0.0.1:9090"),
+        help="host:port of the callback server (env SAMPLE_LISTEN)",
+    )
+    parser.add_argument(
+        "--callback-url",
+        default=_env("SAMPLE_CALLBACK_URL"),
+        help="URL the adapter POSTs to (default http://<listen>/notify)",
+    )
+    parser.add_argument(
+        "--discovery-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the service to be registered",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--count", type=int, help="stop after this many notifications")
     args = parser.parse_args(argv)
 
-    missing = [flag for flag, value in (("--mep-url", args.mep_url),
-                                        ("--app-instance-id", args.app_instance_id),
-                                        ("--ak", args.ak), ("--sk", args.sk)) if not value]
+    missing = [
+        flag
+        for flag, value in (
+            ("--mep-url", args.mep_url),
+            ("--app-instance-id", args.app_instance_id),
+            ("--ak", args.ak),
+            ("--sk", args.sk),
+        )
+        if not value
+    ]
     if not args.ser_name and not args.node:
         missing.append("--node or --ser-name")
     if missing:
@@ -130,13 +173,22 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         parser.error("--listen must be host:port")
     callback_url = args.callback_url or f"http://{host}:{port}/notify"
     return Config(
-        mep_url=args.mep_url, app_instance_id=args.app_instance_id, ak=args.ak, sk=args.sk,
+        mep_url=args.mep_url,
+        app_instance_id=args.app_instance_id,
+        ak=args.ak,
+        sk=args.sk,
         ser_name=args.ser_name or to_ser_name("kubeedge-devices", args.node),
-        device=args.device, property=args.property, delivery=args.delivery,
-        listen_host=host, listen_port=int(port),
+        device=args.device,
+        property=args.property,
+        delivery=args.delivery,
+        listen_host=host,
+        listen_port=int(port),
         callback_url=callback_url if args.delivery == "callback" else None,
-        ca_file=args.ca_file, tls_server_name=args.tls_server_name,
-        discovery_timeout=args.discovery_timeout, duration=args.duration, count=args.count,
+        ca_file=args.ca_file,
+        tls_server_name=args.tls_server_name,
+        discovery_timeout=args.discovery_timeout,
+        duration=args.duration,
+        count=args.count,
     )
 
 
@@ -152,8 +204,9 @@ async def discover(client: Mp1Client, config: Config) -> str:
     while True:
         try:
             services = await client.discover(ser_name=config.ser_name)
-            uris = select_endpoints(services, ser_name=config.ser_name,
-                                    category_id=KUBEEDGE_CATEGORY.id)
+            uris = select_endpoints(
+                services, ser_name=config.ser_name, category_id=KUBEEDGE_CATEGORY.id
+            )
             if uris:
                 return uris[0].rstrip("/")
             reason = "not registered yet (or not in this app's requiredServices)"
@@ -177,12 +230,15 @@ class DeviceApi:
         # stands for it is already the API base: paths below are appended to it.
         self.base = base.rstrip("/")
 
-    async def call(self, method: str, path: str, body: Any = None,
-                   expect: tuple[int, ...] = (200,)) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
+    ) -> Any:
         url = path if path.startswith(("http://", "https://")) else self.base + path
         for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {await self._client.token()}",
-                       "Accept": "application/json"}
+            headers = {
+                "Authorization": f"Bearer {await self._client.token()}",
+                "Accept": "application/json",
+            }
             async with self._session.request(method, url, json=body, headers=headers) as reply:
                 text = await reply.text()
                 if reply.status == 401 and attempt == 1:
@@ -220,8 +276,11 @@ class Notifications:
 
     def handle(self, notification: dict[str, Any]) -> None:
         sequence = notification.get("sequence")
-        if isinstance(sequence, int) and self.last_sequence is not None \
-                and sequence > self.last_sequence + 1:
+        if (
+            isinstance(sequence, int)
+            and self.last_sequence is not None
+            and sequence > self.last_sequence + 1
+        ):
             emit("gap", missed=sequence - self.last_sequence - 1)
         if isinstance(sequence, int):
             self.last_sequence = sequence
@@ -249,12 +308,14 @@ async def callback_server(config: Config, notifications: Notifications) -> web.A
     return runner
 
 
-async def follow_websocket(session: aiohttp.ClientSession, client: Mp1Client, uri: str,
-                           notifications: Notifications) -> None:
+async def follow_websocket(
+    session: aiohttp.ClientSession, client: Mp1Client, uri: str, notifications: Notifications
+) -> None:
     """Read the subscription's websocket; the token travels as the ``bearer`` subprotocol."""
     token = await client.token()
-    async with session.ws_connect(uri, protocols=("bearer", token), heartbeat=30,
-                                  headers={"Authorization": f"Bearer {token}"}) as ws:
+    async with session.ws_connect(
+        uri, protocols=("bearer", token), heartbeat=30, headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
         async for message in ws:
             if message.type is aiohttp.WSMsgType.TEXT:
                 with contextlib.suppress(ValueError):
@@ -265,8 +326,14 @@ async def follow_websocket(session: aiohttp.ClientSession, client: Mp1Client, ur
 
 async def run(config: Config, stop: asyncio.Event) -> None:
     notifications = Notifications(config.count)
-    async with Mp1Client(config.mep_url, config.app_instance_id, config.ak, config.sk,
-                         ca_file=config.ca_file, tls_server_name=config.tls_server_name) as client:
+    async with Mp1Client(
+        config.mep_url,
+        config.app_instance_id,
+        config.ak,
+        config.sk,
+        ca_file=config.ca_file,
+        tls_server_name=config.tls_server_name,
+    ) as client:
         base = await discover(client, config)
         emit("discovered", serName=config.ser_name, endpoint=base)
         timeout = aiohttp.ClientTimeout(total=15)
@@ -282,16 +349,24 @@ async def run(config: Config, stop: asyncio.Event) -> None:
             runner = None
             if config.callback_url:
                 runner = await callback_server(config, notifications)
-            subscription = await api.call("POST", "/subscriptions",
-                                          subscription_body(config), expect=(201,))
+            subscription = await api.call(
+                "POST", "/subscriptions", subscription_body(config), expect=(201,)
+            )
             sub_id = str(subscription.get("id", ""))
             self_href = subscription.get("_links", {}).get("self", {}).get("href")
-            emit("subscribed", id=sub_id, href=self_href,
-                 websocketUri=subscription.get("websocketUri"))
+            emit(
+                "subscribed",
+                id=sub_id,
+                href=self_href,
+                websocketUri=subscription.get("websocketUri"),
+            )
             reader = None
             if not config.callback_url:
-                reader = asyncio.create_task(follow_websocket(
-                    session, client, str(subscription["websocketUri"]), notifications))
+                reader = asyncio.create_task(
+                    follow_websocket(
+                        session, client, str(subscription["websocketUri"]), notifications
+                    )
+                )
             try:
                 waiters: list[asyncio.Task[Any]] = [
                     asyncio.create_task(stop.wait()),
@@ -300,7 +375,8 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                 if reader is not None:
                     waiters.append(reader)
                 done, pending = await asyncio.wait(
-                    waiters, timeout=config.duration, return_when=asyncio.FIRST_COMPLETED)
+                    waiters, timeout=config.duration, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in pending:
                     task.cancel()
                 for task in done:
@@ -308,8 +384,9 @@ async def run(config: Config, stop: asyncio.Event) -> None:
                         raise SampleAppError(f"websocket: {task.exception()}")
             finally:
                 with contextlib.suppress(SampleAppError, aiohttp.ClientError, TimeoutError):
-                    await api.call("DELETE", f"/subscriptions/{quote(sub_id, safe='')}",
-                                   expect=(204, 404))
+                    await api.call(
+                        "DELETE", f"/subscriptions/{quote(sub_id, safe='')}", expect=(204, 404)
+                    )
                     emit("unsubscribed", id=sub_id)
                 if runner is not None:
                     await runner.cleanup()
@@ -317,8 +394,11 @@ async def run(config: Config, stop: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     config = parse_args(argv)
 
     async def _main() -> int:

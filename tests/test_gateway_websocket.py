@@ -45,8 +45,9 @@ async def test_app_receives_notifications_on_the_websocket_uri_through_the_gatew
     app = AppIdentity.generate(required_services=[SER_NAME], app_name="edge-app")
     async with contextlib.AsyncExitStack() as stack:
         demo = await stack.enter_async_context(
-            demo_stack(tmp_path, broker=broker, identity=provider, other_identities=[app],
-                       auth="jwt")
+            demo_stack(
+                tmp_path, broker=broker, identity=provider, other_identities=[app], auth="jwt"
+            )
         )
         assert demo.adapter.registrar is not None
         async with asyncio.timeout(10):

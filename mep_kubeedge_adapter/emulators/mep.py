@@ -133,15 +133,28 @@ _AUTH_RE = re.compile(
 _DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
 _AK_RE = re.compile(r"^[\w+/=]{20}$")
 _SK_RE = re.compile(r"^[\w+/=]{64}$")
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _HEX32_RE = re.compile(r"[0-9a-f]{32}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]*$|^[A-Za-z0-9][A-Za-z0-9_-]*[A-Za-z0-9]$")
 _ID_RE = re.compile(r"^[A-Za-z0-9]*$|^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$")
 _PROTO_RE = re.compile(r"^[A-Za-z0-9.]*$|^[A-Za-z0-9.][A-Za-z0-9_.-]*[A-Za-z0-9.]$")
-_TRANSPORT_TYPES = {"REST_HTTP", "MB_TOPIC_BASED", "MB_ROUTING", "MB_PUBSUB", "RPC",
-                    "RPC_STREAMING", "WEBSOCKET"}
-_GRANT_TYPES = {"OAUTH2_AUTHORIZATION_CODE", "OAUTH2_IMPLICIT_GRANT", "OAUTH2_RESOURCE_OWNER",
-                "OAUTH2_CLIENT_CREDENTIALS"}
+_TRANSPORT_TYPES = {
+    "REST_HTTP",
+    "MB_TOPIC_BASED",
+    "MB_ROUTING",
+    "MB_PUBSUB",
+    "RPC",
+    "RPC_STREAMING",
+    "WEBSOCKET",
+}
+_GRANT_TYPES = {
+    "OAUTH2_AUTHORIZATION_CODE",
+    "OAUTH2_IMPLICIT_GRANT",
+    "OAUTH2_RESOURCE_OWNER",
+    "OAUTH2_CLIENT_CREDENTIALS",
+}
 _SERIALIZERS = {"JSON", "XML", "PROTOBUF3"}
 _LOCALITIES = {"MEC_SYSTEM", "MEC_HOST", "NFVI_POP", "ZONE", "ZONE_GROUP", "NFVI_NODE"}
 _STATES = {"ACTIVE", "INACTIVE", "SUSPENDED"}
@@ -334,8 +347,7 @@ def _schema_message(exc: Exception) -> str:
     errors = getattr(cause, "schema_errors", None)
     if errors:
         return "; ".join(
-            f"{'/'.join(str(p) for p in e.absolute_path) or '(body)'}: {e.message}"
-            for e in errors
+            f"{'/'.join(str(p) for p in e.absolute_path) or '(body)'}: {e.message}" for e in errors
         )
     return f"{type(exc).__name__}: {exc}"
 
@@ -371,8 +383,13 @@ class _Subscription:
 
 def _problem(http: int, code: int, detail: str, title: str | None = None) -> web.Response:
     """mepserver's error reply: a ProblemDetails sent as text/plain, internal code as status."""
-    default = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               409: "Conflict"}.get(http, "Error")
+    default = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        409: "Conflict",
+    }.get(http, "Error")
     body = {"title": title or default, "status": code, "detail": detail}
     return web.Response(status=http, text=json.dumps(body), content_type="text/plain")
 
@@ -405,8 +422,11 @@ async def _relay(source: _Websocket, sink: _Websocket) -> tuple[int | None, byte
         msg = await source.receive()
         if msg.type is aiohttp.WSMsgType.CLOSE:
             return msg.data, (msg.extra or "").encode()
-        if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                        aiohttp.WSMsgType.ERROR):
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        ):
             return source.close_code, b""
         with contextlib.suppress(ConnectionResetError):  # the sink is closing: its relay ends
             if msg.type is aiohttp.WSMsgType.TEXT:
@@ -417,8 +437,7 @@ async def _relay(source: _Websocket, sink: _Websocket) -> tuple[int | None, byte
 
 def _relayable_close_code(code: int | None) -> int:
     """``code`` if it may be sent; 1000 for a close without one, 1001 for a lost connection."""
-    if code is not None and (1000 <= code <= 1003 or 1007 <= code <= 1014
-                             or 3000 <= code <= 4999):
+    if code is not None and (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
         return code
     return aiohttp.WSCloseCode.OK if not code else aiohttp.WSCloseCode.GOING_AWAY
 
@@ -446,8 +465,13 @@ def _is_abs_uri(value: object) -> bool:
     return bool(parts.scheme and parts.netloc)
 
 
-def _check_len(value: object, limit: int, what: str, regex: re.Pattern[str] | None = None,
-               required: bool = False) -> str | None:
+def _check_len(
+    value: object,
+    limit: int,
+    what: str,
+    regex: re.Pattern[str] | None = None,
+    required: bool = False,
+) -> str | None:
     if value is None or value == "":
         return f"{what} is required" if required else None
     if not isinstance(value, str):
@@ -484,7 +508,8 @@ def _eg_validate(body: dict[str, Any]) -> str | None:
         checks.append("scopeOfLocality is invalid")
     interval = body.get("livenessInterval", 0)
     if interval is not None and (
-        not isinstance(interval, int) or isinstance(interval, bool)
+        not isinstance(interval, int)
+        or isinstance(interval, bool)
         or not 0 <= interval <= 2147483646
     ):
         checks.append("livenessInterval must be an integer 0..2147483646")
@@ -504,8 +529,10 @@ def _eg_validate(body: dict[str, Any]) -> str | None:
                 checks.append(f"endpoint uri {uri!r} is invalid")
         for addr in ep.get("addresses") or []:
             port = addr.get("port") if isinstance(addr, dict) else None
-            if not isinstance(addr, dict) or not addr.get("host") or not (
-                isinstance(port, int) and 1 <= port <= 65535
+            if (
+                not isinstance(addr, dict)
+                or not addr.get("host")
+                or not (isinstance(port, int) and 1 <= port <= 65535)
             ):
                 checks.append("endpoint address needs host and port 1..65535")
         oauth = (ti.get("security") or {}).get("oAuth2Info")
@@ -576,7 +603,8 @@ class MepEmulator:
         self.token_ttl = token_ttl
         self.liveness_seconds = liveness_seconds
         self.liveness_grace = (
-            liveness_grace if liveness_grace is not None
+            liveness_grace
+            if liveness_grace is not None
             else float(min(math.ceil(0.05 * liveness_seconds), 5))
         )
         self.lockout_threshold = lockout_threshold
@@ -806,8 +834,10 @@ class MepEmulator:
                 return _problem(400, _C_PARAM, "request body too large")
             body = raw
             request[_BODY] = raw
-        spec_checked = self.validate and request.match_info.route.resource is not None and (
-            "liveness" not in request.path
+        spec_checked = (
+            self.validate
+            and request.match_info.route.resource is not None
+            and ("liveness" not in request.path)
         )
         if spec_checked and body is not None:
             problem = _spec_validator().check_request(request, body)
@@ -869,8 +899,7 @@ class MepEmulator:
                 self._failures[ak] = []
             return _auth_error(401, "Invalid access or signature.")
         token = self.issue_token(ident.app_instance_id, request.remote)
-        return _json({"access_token": token, "token_type": "Bearer",
-                      "expires_in": self.token_ttl})
+        return _json({"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl})
 
     async def _put_confs(self, request: web.Request) -> web.Response:
         app_id = request.match_info["appInstanceId"]
@@ -878,9 +907,13 @@ class MepEmulator:
             data = json.loads(await request.read())
             creds = data["authInfo"]["credentials"]
             info = data.get("appInfo") or {}
-            ident = AppIdentity(app_id, creds["accessKeyId"], creds["secretKey"],
-                                list(info.get("requiredServices") or []),
-                                str(info.get("appName", "")))
+            ident = AppIdentity(
+                app_id,
+                creds["accessKeyId"],
+                creds["secretKey"],
+                list(info.get("requiredServices") or []),
+                str(info.get("appName", "")),
+            )
             self.provision(ident)
         except (ValueError, KeyError, TypeError) as exc:
             return _auth_error(400, f"Bad request: {exc}")
@@ -890,9 +923,12 @@ class MepEmulator:
         ident = self.identities.get(request.match_info["appInstanceId"])
         if ident is None:
             return _auth_error(404, "not found")
-        return _json({"authInfo": {"credentials": {"accessKeyId": ident.ak}},
-                      "appInfo": {"appName": ident.app_name,
-                                  "requiredServices": ident.required_services}})
+        return _json(
+            {
+                "authInfo": {"credentials": {"accessKeyId": ident.ak}},
+                "appInfo": {"appName": ident.app_name, "requiredServices": ident.required_services},
+            }
+        )
 
     async def _delete_confs(self, request: web.Request) -> web.Response:
         self.remove_identity(request.match_info["appInstanceId"])
@@ -908,8 +944,9 @@ class MepEmulator:
         b = svc.body
         out: dict[str, Any] = {"serInstanceId": svc.ser_instance_id, "serName": b["serName"]}
         if b.get("serCategory"):
-            out["serCategory"] = {k: b["serCategory"].get(k, "")
-                                  for k in ("href", "id", "name", "version")}
+            out["serCategory"] = {
+                k: b["serCategory"].get(k, "") for k in ("href", "id", "name", "version")
+            }
         out["version"] = b["version"]
         out["state"] = b["state"]
         if b.get("transportId"):
@@ -917,20 +954,28 @@ class MepEmulator:
         ti = b.get("transportInfo") or {}
         oauth = (ti.get("security") or {}).get("oAuth2Info") or {}
         joined = "\uff0c".join(oauth.get("grantTypes") or [])
-        uris = svc.provider_uris if provider_endpoint else [
-            self._gateway_uri(g) for g in svc.gateways.values()
-        ]
+        uris = (
+            svc.provider_uris
+            if provider_endpoint
+            else [self._gateway_uri(g) for g in svc.gateways.values()]
+        )
         transport: dict[str, Any] = {"id": ti.get("id", ""), "name": ti.get("name", "")}
         if ti.get("description"):
             transport["description"] = ti["description"]
-        transport.update({
-            "type": ti.get("type", ""),
-            "protocol": ti.get("protocol", ""),
-            "version": ti.get("version", ""),
-            "endpoint": {"uris": uris, "addresses": None, "alternative": None},
-            "security": {"oAuth2Info": {"grantTypes": joined.split(","),
-                                        "tokenEndpoint": oauth.get("tokenEndpoint", "")}},
-        })
+        transport.update(
+            {
+                "type": ti.get("type", ""),
+                "protocol": ti.get("protocol", ""),
+                "version": ti.get("version", ""),
+                "endpoint": {"uris": uris, "addresses": None, "alternative": None},
+                "security": {
+                    "oAuth2Info": {
+                        "grantTypes": joined.split(","),
+                        "tokenEndpoint": oauth.get("tokenEndpoint", ""),
+                    }
+                },
+            }
+        )
         out["transportInfo"] = transport
         out["serializer"] = b["serializer"]
         out["scopeOfLocality"] = b["scopeOfLocality"]
@@ -1020,16 +1065,22 @@ class MepEmulator:
         )
         self._services[ser_id] = svc
         self._notify(svc, "ADDED")
-        return _json(self._render(svc, provider_endpoint=True), 201,
-                     {"Location": f"/mep/mp1/v1/services/{ser_id}"})
+        return _json(
+            self._render(svc, provider_endpoint=True),
+            201,
+            {"Location": f"/mep/mp1/v1/services/{ser_id}"},
+        )
 
     async def _list_services(self, request: web.Request) -> web.Response:
         app_id = request.match_info["appInstanceId"]
         names = request.query.getall("ser_name", [])
-        return _json([
-            self._render(s) for s in self._services.values()
-            if s.app_instance_id == app_id and (not names or s.body["serName"] in names)
-        ])
+        return _json(
+            [
+                self._render(s)
+                for s in self._services.values()
+                if s.app_instance_id == app_id and (not names or s.body["serName"] in names)
+            ]
+        )
 
     async def _get_service(self, request: web.Request) -> web.Response:
         bad = self._check_id(request)
@@ -1065,10 +1116,18 @@ class MepEmulator:
         svc.last_beat_wall = time.time()
         state_only = old_state != merged["state"]
         self._notify(svc, "STATE_CHANGED" if state_only else "ATTRIBUTES_CHANGED")
-        echo = self._render(_Service(
-            svc.ser_instance_id, svc.app_instance_id, self._apply_defaults(body),
-            svc.provider_uris, svc.gateways, svc.liveness_on, 0.0, 0.0,
-        ))
+        echo = self._render(
+            _Service(
+                svc.ser_instance_id,
+                svc.app_instance_id,
+                self._apply_defaults(body),
+                svc.provider_uris,
+                svc.gateways,
+                svc.liveness_on,
+                0.0,
+                0.0,
+            )
+        )
         echo["transportInfo"]["endpoint"]["uris"] = [
             self._gateway_uri(g) for g in svc.gateways.values()
         ]
@@ -1092,12 +1151,16 @@ class MepEmulator:
         if not svc.liveness_on:
             return _problem(404, _C_NO_LIVENESS, "liveness is not enabled for this service")
         seconds = int(svc.last_beat_wall)
-        return _json({
-            "state": svc.body["state"],
-            "timeStamp": {"seconds": seconds,
-                          "nanoSeconds": int((svc.last_beat_wall - seconds) * 1e9)},
-            "interval": self.liveness_interval,
-        })
+        return _json(
+            {
+                "state": svc.body["state"],
+                "timeStamp": {
+                    "seconds": seconds,
+                    "nanoSeconds": int((svc.last_beat_wall - seconds) * 1e9),
+                },
+                "interval": self.liveness_interval,
+            }
+        )
 
     async def _put_liveness(self, request: web.Request) -> web.Response:
         try:
@@ -1128,8 +1191,10 @@ class MepEmulator:
             limit = self.liveness_seconds + self.liveness_grace
             now = time.monotonic()
             for svc in list(self._services.values()):
-                if svc.liveness_on and svc.body["state"] == "ACTIVE" and (
-                    now - svc.last_beat > limit
+                if (
+                    svc.liveness_on
+                    and svc.body["state"] == "ACTIVE"
+                    and (now - svc.last_beat > limit)
                 ):
                     svc.body["state"] = "SUSPENDED"
                     self._notify(svc, "STATE_CHANGED")
@@ -1145,8 +1210,11 @@ class MepEmulator:
             found = [s for s in self._services.values() if s.body["serName"] in names]
             if not found:
                 return web.json_response(
-                    {"errorCode": "400012", "errorMessage": "Micro-service does not exist",
-                     "detail": f"service {names[0]} does not exist"},
+                    {
+                        "errorCode": "400012",
+                        "errorMessage": "Micro-service does not exist",
+                        "detail": f"service {names[0]} does not exist",
+                    },
                     status=400,
                 )
         else:
@@ -1160,7 +1228,8 @@ class MepEmulator:
             given = {k: request.query[k] for k in filters if k in request.query}
             if given:
                 found = [
-                    s for s in found
+                    s
+                    for s in found
                     if any(str(filters[k](s)).lower() == v.lower() for k, v in given.items())
                 ]
         return _json([self._render(s) for s in found if ident.may_discover(s.body["serName"])])
@@ -1170,19 +1239,33 @@ class MepEmulator:
         return await self._get_service(request)
 
     async def _transports(self, request: web.Request) -> web.Response:
-        return _json([{
-            "id": self._transport_id, "name": "REST", "description": "REST API",
-            "type": "REST_HTTP", "protocol": "HTTP", "version": "2.0",
-            "endpoint": {"uris": None, "addresses": None, "alternative": None},
-            "security": {"oAuth2Info": {"grantTypes": ["OAUTH2_CLIENT_CREDENTIALS"],
-                                        "tokenEndpoint": "/mep/token"}},
-        }])
+        return _json(
+            [
+                {
+                    "id": self._transport_id,
+                    "name": "REST",
+                    "description": "REST API",
+                    "type": "REST_HTTP",
+                    "protocol": "HTTP",
+                    "version": "2.0",
+                    "endpoint": {"uris": None, "addresses": None, "alternative": None},
+                    "security": {
+                        "oAuth2Info": {
+                            "grantTypes": ["OAUTH2_CLIENT_CREDENTIALS"],
+                            "tokenEndpoint": "/mep/token",
+                        }
+                    },
+                }
+            ]
+        )
 
     # --- subscriptions and notifications ---------------------------------------------------------
 
     def _sub_href(self, sub: _Subscription) -> str:
-        return (f"/mec_service_mgmt/v1/applications/{sub.app_instance_id}"
-                f"/subscriptions/{sub.subscription_id}")
+        return (
+            f"/mec_service_mgmt/v1/applications/{sub.app_instance_id}"
+            f"/subscriptions/{sub.subscription_id}"
+        )
 
     async def _subscribe(self, request: web.Request) -> web.Response:
         app_id = request.match_info["appInstanceId"]
@@ -1198,10 +1281,15 @@ class MepEmulator:
             return _problem(400, _C_PARAM, "callbackReference must be a URI")
         crit = body.get("filteringCriteria") or {}
         problems = [
-            *(_check_len(i, 32, "serInstanceIds", _ID_RE) for i in crit.get("serInstanceIds") or []),
+            *(
+                _check_len(i, 32, "serInstanceIds", _ID_RE)
+                for i in crit.get("serInstanceIds") or []
+            ),
             *(_check_len(n, 128, "serNames", _NAME_RE) for n in crit.get("serNames") or []),
-            *(None if s in _STATES else "states has an invalid value"
-              for s in crit.get("states") or []),
+            *(
+                None if s in _STATES else "states has an invalid value"
+                for s in crit.get("states") or []
+            ),
         ]
         problem = next((p for p in problems if p), None)
         if problem is not None:
@@ -1222,13 +1310,20 @@ class MepEmulator:
         mine = [s for s in self._subscriptions.values() if s.app_instance_id == app_id]
         if not mine:
             return _problem(404, _C_SUB_NOT_FOUND, "subscription not found")
-        return _json({"_links": {
-            "self": {"href": f"/mec_service_mgmt/v1/applications/{app_id}/subscriptions"},
-            "subscriptions": [
-                {"href": self._sub_href(s), "rel": "SerAvailabilityNotificationSubscription"}
-                for s in mine
-            ],
-        }})
+        return _json(
+            {
+                "_links": {
+                    "self": {"href": f"/mec_service_mgmt/v1/applications/{app_id}/subscriptions"},
+                    "subscriptions": [
+                        {
+                            "href": self._sub_href(s),
+                            "rel": "SerAvailabilityNotificationSubscription",
+                        }
+                        for s in mine
+                    ],
+                }
+            }
+        )
 
     def _find_sub(self, request: web.Request) -> _Subscription | None:
         sub = self._subscriptions.get(request.match_info["subscriptionId"])
@@ -1277,17 +1372,21 @@ class MepEmulator:
             "changeType": change,
         }
         if change != "REMOVED":
-            ref = {"link": {"href": f"/mec_service_mgmt/v1/services/{svc.ser_instance_id}"},
-                   **ref}
+            ref = {"link": {"href": f"/mec_service_mgmt/v1/services/{svc.ser_instance_id}"}, **ref}
         for sub in list(self._subscriptions.values()):
             if sub.body.get("subscriptionType") != "SerAvailabilityNotificationSubscription":
                 continue
             if self._matches(sub, svc):
-                self._outbox.put_nowait((str(sub.body["callbackReference"]), {
-                    "notificationType": "SerAvailabilityNotification",
-                    "serviceReferences": [ref],
-                    "_links": {"subscription": {"href": self._sub_href(sub)}},
-                }))
+                self._outbox.put_nowait(
+                    (
+                        str(sub.body["callbackReference"]),
+                        {
+                            "notificationType": "SerAvailabilityNotification",
+                            "serviceReferences": [ref],
+                            "_links": {"subscription": {"href": self._sub_href(sub)}},
+                        },
+                    )
+                )
 
     async def _deliver_notifications(self) -> None:
         """One at a time, no retry, reply ignored: as mepserver does."""
@@ -1299,8 +1398,10 @@ class MepEmulator:
                 async with self._session.post(
                     url,
                     data=json.dumps(body).encode(),
-                    headers={"Content-Type": "application/json; charset=utf-8",
-                             "X-Real-Ip": self.host},
+                    headers={
+                        "Content-Type": "application/json; charset=utf-8",
+                        "X-Real-Ip": self.host,
+                    },
                     ssl=False,
                 ) as resp:
                     await resp.read()
@@ -1312,42 +1413,59 @@ class MepEmulator:
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         gw_name = request.match_info["gwName"]
         target = next(
-            (uri for svc in self._services.values() for uri, g in svc.gateways.items()
-             if g == gw_name),
+            (
+                uri
+                for svc in self._services.values()
+                for uri, g in svc.gateways.items()
+                if g == gw_name
+            ),
             None,
         )
         if target is None:
-            return web.json_response({"message": "no Route matched with those values"},
-                                     status=404)
+            return web.json_response({"message": "no Route matched with those values"}, status=404)
         if self._bearer_claims(request) is None:
             return _kong_unauthorized()
         tail = request.match_info.get("tail", "")
         url = target.rstrip("/") + ("/" + tail if tail else "")
         if request.query_string:
             url += "?" + request.query_string
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in ("host", "content-length", "transfer-encoding",
-                                        "connection")}
-        headers.update({
-            "X-Forwarded-Proto": request.scheme,
-            "X-Forwarded-Host": request.host.split(":")[0],
-            "X-Forwarded-Port": str(self.port),
-            "X-Forwarded-Prefix": f"/{gw_name}",
-            "X-Real-IP": request.remote or "",
-        })
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "content-length", "transfer-encoding", "connection")
+        }
+        headers.update(
+            {
+                "X-Forwarded-Proto": request.scheme,
+                "X-Forwarded-Host": request.host.split(":")[0],
+                "X-Forwarded-Port": str(self.port),
+                "X-Forwarded-Prefix": f"/{gw_name}",
+                "X-Real-IP": request.remote or "",
+            }
+        )
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._gateway_websocket(request, url, headers)
         assert self._session is not None
         try:
             async with self._session.request(
-                request.method, url, headers=headers, data=await request.read(), ssl=False,
+                request.method,
+                url,
+                headers=headers,
+                data=await request.read(),
+                ssl=False,
                 allow_redirects=False,
             ) as upstream:
                 data = await upstream.read()
                 out = web.Response(status=upstream.status, body=data)
                 for key, value in upstream.headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection",
-                                           "content-encoding", "server", "date"):
+                    if key.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                        "server",
+                        "date",
+                    ):
                         out.headers.add(key, value)
                 return out
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -1361,14 +1479,23 @@ class MepEmulator:
         The upstream's refusal (its status, not its body) or 502 reaches the caller as a plain
         HTTP reply; after both upgrades, frames are relayed until one side closes.
         """
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                   if p.strip()]
-        forwarded = {k: v for k, v in headers.items()
-                     if k.lower() != "upgrade" and not k.lower().startswith("sec-websocket-")}
+        offered = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip()
+        ]
+        forwarded = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() != "upgrade" and not k.lower().startswith("sec-websocket-")
+        }
         assert self._session is not None
         try:
             upstream = await self._session.ws_connect(
-                "ws" + url.removeprefix("http"), headers=forwarded, protocols=offered, ssl=False,
+                "ws" + url.removeprefix("http"),
+                headers=forwarded,
+                protocols=offered,
+                ssl=False,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_WS_CLOSE_TIMEOUT),
             )
         except aiohttp.WSServerHandshakeError as exc:
@@ -1406,8 +1533,9 @@ class MepEmulator:
         from_app = asyncio.create_task(_relay(client, upstream))
         from_provider = asyncio.create_task(_relay(upstream, client))
         try:
-            done, _ = await asyncio.wait((from_app, from_provider),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                (from_app, from_provider), return_when=asyncio.FIRST_COMPLETED
+            )
             if from_app in done:  # closing the provider's side also ends from_provider
                 code, reason = from_app.result()
                 await upstream.close(code=_relayable_close_code(code), message=reason)
@@ -1456,8 +1584,9 @@ class MepEmulator:
     async def _admin_provision(self, request: web.Request) -> web.Response:
         data = await _optional_json(request)
         try:
-            generated = AppIdentity.generate(data.get("requiredServices", ["*"]),
-                                             str(data.get("appName", "")))
+            generated = AppIdentity.generate(
+                data.get("requiredServices", ["*"]), str(data.get("appName", ""))
+            )
             ident = AppIdentity.from_json({**generated.to_json(), **data})
             self.provision(ident)
         except (ValueError, TypeError) as exc:
@@ -1475,13 +1604,15 @@ class MepEmulator:
     async def _admin_calls(self, request: web.Request) -> web.Response:
         elapsed = max(time.time() - self.calls_since, 1e-9)
         mp1 = sum(n for k, n in self.calls.items() if " /mep/" in k)
-        return web.json_response({
-            "since": self.calls_since,
-            "total": self.calls_total,
-            "mp1Total": mp1,
-            "mp1PerMinute": mp1 * 60.0 / elapsed,
-            "routes": dict(self.calls),
-        })
+        return web.json_response(
+            {
+                "since": self.calls_since,
+                "total": self.calls_total,
+                "mp1Total": mp1,
+                "mp1PerMinute": mp1 * 60.0 / elapsed,
+                "routes": dict(self.calls),
+            }
+        )
 
     async def _admin_reset_calls(self, request: web.Request) -> web.Response:
         self.reset_calls()
@@ -1511,21 +1642,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=30443, help="listen port (0 = any free)")
     parser.add_argument("--cert", help="PEM server certificate (enables HTTPS)")
     parser.add_argument("--key", help="PEM private key for --cert")
-    parser.add_argument("--identities", metavar="FILE",
-                        help='JSON list of {"appInstanceId","ak","sk","requiredServices"}')
+    parser.add_argument(
+        "--identities",
+        metavar="FILE",
+        help='JSON list of {"appInstanceId","ak","sk","requiredServices"}',
+    )
     parser.add_argument("--app-instance-id", default=DEMO_APP_INSTANCE_ID)
     parser.add_argument("--ak", default=DEMO_AK, help="20-character access key")
     parser.add_argument("--sk", default=DEMO_SK, help="64-character secret key")
-    parser.add_argument("--required-services", default="*",
-                        help="comma-separated serNames this identity may discover (* = all)")
+    parser.add_argument(
+        "--required-services",
+        default="*",
+        help="comma-separated serNames this identity may discover (* = all)",
+    )
     parser.add_argument("--token-ttl", type=int, default=3600, help="token lifetime, seconds")
-    parser.add_argument("--liveness-seconds", type=float, default=60.0,
-                        help="platform heartbeat interval (EdgeGallery: 60)")
+    parser.add_argument(
+        "--liveness-seconds",
+        type=float,
+        default=60.0,
+        help="platform heartbeat interval (EdgeGallery: 60)",
+    )
     parser.add_argument("--lockout-seconds", type=float, default=900.0)
-    parser.add_argument("--jwt-public-key-out", metavar="FILE",
-                        help="write the token-signing public key (PEM) here at start")
-    parser.add_argument("--no-validate", action="store_true",
-                        help="do not check bodies against the MEC 011 OpenAPI")
+    parser.add_argument(
+        "--jwt-public-key-out",
+        metavar="FILE",
+        help="write the token-signing public key (PEM) here at start",
+    )
+    parser.add_argument(
+        "--no-validate", action="store_true", help="do not check bodies against the MEC 011 OpenAPI"
+    )
 
 
 def _identities_from_args(args: argparse.Namespace) -> list[AppIdentity]:
@@ -1561,8 +1706,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
             )
         log.info("MEP emulator listening on %s", emulator.url)
         for ident in emulator.identities.values():
-            log.info("identity appInstanceId=%s requiredServices=%s", ident.app_instance_id,
-                     ",".join(ident.required_services))
+            log.info(
+                "identity appInstanceId=%s requiredServices=%s",
+                ident.app_instance_id,
+                ",".join(ident.required_services),
+            )
         await stop.wait()
 
 

@@ -597,4 +597,3 @@ class EventBusClient:
 
 def _new_event_id(purpose: str) -> str:
     return f"mka-{purpose}-{uuid.uuid4().hex}"
-

@@ -229,8 +229,9 @@ class Mp1Client:
         host = self._base.host_port_subcomponent
         assert host is not None
         headers = signing.token_request_headers(self._ak, self._sk, host)
-        status, body = await self._send("token", "POST", signing.TOKEN_PATH, headers=headers,
-                                         data=b"")
+        status, body = await self._send(
+            "token", "POST", signing.TOKEN_PATH, headers=headers, data=b""
+        )
         if status != 200:
             raise self._token_error(status, body)
         try:
@@ -248,11 +249,13 @@ class Mp1Client:
         text = f"token request: HTTP {status}: {message}"
         err: Mp1Error
         if status == 401:
-            err = CredentialsRejected(text, status=status, operation="token", body=body,
-                                      retry_after=LOCKOUT_SECONDS)
+            err = CredentialsRejected(
+                text, status=status, operation="token", body=body, retry_after=LOCKOUT_SECONDS
+            )
         elif status == 403:
-            err = Locked(text, status=status, operation="token", body=body,
-                         retry_after=LOCKOUT_SECONDS)
+            err = Locked(
+                text, status=status, operation="token", body=body, retry_after=LOCKOUT_SECONDS
+            )
         else:
             err = self._error_for(status, "token", body)
         self._count("token", err.kind)
@@ -297,8 +300,12 @@ class Mp1Client:
     def _error_for(self, status: int, operation: str, body: bytes) -> Mp1Error:
         problem, message = decode_error_body(body)
         text = f"{operation}: HTTP {status}: {message}"
-        kwargs: dict[str, Any] = {"status": status, "operation": operation,
-                                  "problem": problem, "body": body}
+        kwargs: dict[str, Any] = {
+            "status": status,
+            "operation": operation,
+            "problem": problem,
+            "body": body,
+        }
         if status == 400:
             if "achieve the limit" in message:
                 return LimitReached(text, **kwargs)
@@ -363,8 +370,9 @@ class Mp1Client:
     async def list_services(self, ser_name: str | None = None) -> list[ServiceInfo]:
         """Our app's instances (any state), optionally only those named ``ser_name``."""
         params = [("ser_name", ser_name)] if ser_name else []
-        reply = await self._call("list_services", "GET", self._app_path("services"),
-                                 expect=200, params=params)
+        reply = await self._call(
+            "list_services", "GET", self._app_path("services"), expect=200, params=params
+        )
         result: list[ServiceInfo] = self._decode("list_services", decode_service_list, reply)
         return result
 
@@ -375,17 +383,24 @@ class Mp1Client:
         Raises :class:`~mep_kubeedge_adapter.mep.models.BodyTooLarge` before sending a body
         EdgeGallery would refuse.
         """
-        reply = await self._call("register", "POST", self._app_path("services"), expect=201,
-                                 body=encode_service_info(info))
+        reply = await self._call(
+            "register",
+            "POST",
+            self._app_path("services"),
+            expect=201,
+            body=encode_service_info(info),
+        )
         created: ServiceInfo = self._decode("register", decode_service_info, reply)
         if not created.serInstanceId:
-            raise BadReply("register: 201 without serInstanceId", operation="register",
-                           status=201, body=reply)
+            raise BadReply(
+                "register: 201 without serInstanceId", operation="register", status=201, body=reply
+            )
         return created
 
     async def get_service(self, ser_instance_id: str) -> ServiceInfo:
-        reply = await self._call("get_service", "GET",
-                                 self._app_path("services", ser_instance_id), expect=200)
+        reply = await self._call(
+            "get_service", "GET", self._app_path("services", ser_instance_id), expect=200
+        )
         result: ServiceInfo = self._decode("get_service", decode_service_info, reply)
         return result
 
@@ -394,15 +409,20 @@ class Mp1Client:
 
         Also counts as a heartbeat and is the only way back from INACTIVE to ACTIVE.
         """
-        reply = await self._call("update_service", "PUT",
-                                 self._app_path("services", ser_instance_id), expect=200,
-                                 body=encode_service_info(info))
+        reply = await self._call(
+            "update_service",
+            "PUT",
+            self._app_path("services", ser_instance_id),
+            expect=200,
+            body=encode_service_info(info),
+        )
         result: ServiceInfo = self._decode("update_service", decode_service_info, reply)
         return result
 
     async def delete_service(self, ser_instance_id: str) -> None:
-        await self._call("delete_service", "DELETE",
-                         self._app_path("services", ser_instance_id), expect=204)
+        await self._call(
+            "delete_service", "DELETE", self._app_path("services", ser_instance_id), expect=204
+        )
 
     async def heartbeat(self, ser_instance_id: str, liveness_path: str | None = None) -> None:
         """``PUT …/liveness {"state":"ACTIVE"}`` (204).
@@ -415,17 +435,18 @@ class Mp1Client:
         await self._call("heartbeat", "PUT", path, expect=204, body=b'{"state":"ACTIVE"}')
 
     async def get_liveness(self, ser_instance_id: str) -> LivenessInfo:
-        reply = await self._call("get_liveness", "GET",
-                                 self._app_path("services", ser_instance_id, "liveness"),
-                                 expect=200)
+        reply = await self._call(
+            "get_liveness",
+            "GET",
+            self._app_path("services", ser_instance_id, "liveness"),
+            expect=200,
+        )
         result: LivenessInfo = self._decode("get_liveness", decode_liveness, reply)
         return result
 
     # --- discovery ------------------------------------------------------------------------
 
-    async def discover(
-        self, ser_name: str | None = None, **filters: str
-    ) -> list[ServiceInfo]:
+    async def discover(self, ser_name: str | None = None, **filters: str) -> list[ServiceInfo]:
         """``GET /services``: what *this app* may see (EdgeGallery filters by requiredServices).
 
         ``ser_name`` is an exact lookup on EdgeGallery and makes it ignore every other
@@ -434,16 +455,20 @@ class Mp1Client:
         """
         params = [("ser_name", ser_name)] if ser_name else []
         params += sorted(filters.items())
-        reply = await self._call("discover", "GET", f"{SERVICE_MGMT}/services", expect=200,
-                                 params=params)
+        reply = await self._call(
+            "discover", "GET", f"{SERVICE_MGMT}/services", expect=200, params=params
+        )
         result: list[ServiceInfo] = self._decode("discover", decode_service_list, reply)
         return result
 
     async def get_discovered(self, ser_instance_id: str) -> ServiceInfo:
         """``GET /services/{id}`` (not filtered by requiredServices on EdgeGallery)."""
-        reply = await self._call("get_discovered", "GET",
-                                 f"{SERVICE_MGMT}/services/{_quote(ser_instance_id)}",
-                                 expect=200)
+        reply = await self._call(
+            "get_discovered",
+            "GET",
+            f"{SERVICE_MGMT}/services/{_quote(ser_instance_id)}",
+            expect=200,
+        )
         result: ServiceInfo = self._decode("get_discovered", decode_service_info, reply)
         return result
 
@@ -475,17 +500,25 @@ class Mp1Client:
         }
         if criteria:
             body["filteringCriteria"] = criteria
-        reply = await self._call("subscribe", "POST", self._app_path("subscriptions"),
-                                 expect=201, body=json.dumps(body).encode())
+        reply = await self._call(
+            "subscribe",
+            "POST",
+            self._app_path("subscriptions"),
+            expect=201,
+            body=json.dumps(body).encode(),
+        )
         try:
             data = json.loads(reply)
-            sub_id = data.get("subscriptionId") or str(data["_links"]["self"]["href"]).rsplit(
-                "/", 1)[-1]
+            sub_id = (
+                data.get("subscriptionId") or str(data["_links"]["self"]["href"]).rsplit("/", 1)[-1]
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BadReply(f"subscribe: unexpected reply: {exc}", operation="subscribe",
-                           status=201, body=reply) from exc
+            raise BadReply(
+                f"subscribe: unexpected reply: {exc}", operation="subscribe", status=201, body=reply
+            ) from exc
         return str(sub_id), data
 
     async def unsubscribe(self, subscription_id: str) -> None:
-        await self._call("unsubscribe", "DELETE",
-                         self._app_path("subscriptions", subscription_id), expect=204)
+        await self._call(
+            "unsubscribe", "DELETE", self._app_path("subscriptions", subscription_id), expect=204
+        )

@@ -82,7 +82,12 @@ async def discover_endpoints(
     :class:`~mep_kubeedge_adapter.mep.client.Mp1Error` subclasses.
     """
     async with Mp1Client(
-        base_url, app_instance_id, ak, sk, ca_file=ca_file, tls_server_name=tls_server_name,
+        base_url,
+        app_instance_id,
+        ak,
+        sk,
+        ca_file=ca_file,
+        tls_server_name=tls_server_name,
         timeout=timeout,
     ) as client:
         try:

@@ -108,8 +108,14 @@ def canonical_request(
     """The canonical request, the six parts joined with ``\\n``."""
     header_block, signed = canonical_headers(headers)
     return "\n".join(
-        [method.upper(), canonical_uri(path), canonical_query(query), header_block, signed,
-         body_sha256]
+        [
+            method.upper(),
+            canonical_uri(path),
+            canonical_query(query),
+            header_block,
+            signed,
+            body_sha256,
+        ]
     )
 
 

@@ -90,8 +90,14 @@ def _strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
             return copy.deepcopy(patch)
         merged_list = list(target)
         for item in patch:
-            index = next((i for i, old in enumerate(merged_list)
-                          if old.get(merge_key) == item.get(merge_key)), None)
+            index = next(
+                (
+                    i
+                    for i, old in enumerate(merged_list)
+                    if old.get(merge_key) == item.get(merge_key)
+                ),
+                None,
+            )
             if index is None:
                 merged_list.append(copy.deepcopy(item))
             else:

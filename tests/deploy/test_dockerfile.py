@@ -170,8 +170,9 @@ def test_copied_files_exist_and_are_in_the_build_context() -> None:
         assert _ignored(unwanted), unwanted
 
 
-@pytest.mark.parametrize("path", ["/opt/mka/share/demo_devices.yaml",
-                                  "/opt/mka/examples/sample_app.py"])
+@pytest.mark.parametrize(
+    "path", ["/opt/mka/share/demo_devices.yaml", "/opt/mka/examples/sample_app.py"]
+)
 def test_files_the_manifests_use_are_in_the_image(path: str) -> None:
     destinations = [a.split()[-1] for a in _final().all("COPY")]
     assert path in destinations

@@ -68,12 +68,17 @@ def test_edgegallery_overlay_patches_settings_and_daemonset() -> None:
     settings = objects[("ConfigMap", NS, "mep-kubeedge-adapter-settings")]["data"]
     base_settings = base[("ConfigMap", NS, "mep-kubeedge-adapter-settings")]["data"]
     changed = {k for k in settings if settings[k] != base_settings.get(k)}
-    assert changed == {"MKA_MEP__URL", "MKA_MEP__CA_FILE", "MKA_MEP__TLS_SERVER_NAME",
-                       "MKA_KUBE__SOURCE"}
+    assert changed == {
+        "MKA_MEP__URL",
+        "MKA_MEP__CA_FILE",
+        "MKA_MEP__TLS_SERVER_NAME",
+        "MKA_KUBE__SOURCE",
+    }
     pod = objects[("DaemonSet", NS, "mep-kubeedge-adapter")]["spec"]["template"]["spec"]
     adapter = pod["containers"][0]
-    base_env = base[("DaemonSet", NS, "mep-kubeedge-adapter")][
-        "spec"]["template"]["spec"]["containers"][0]["env"]
+    base_env = base[("DaemonSet", NS, "mep-kubeedge-adapter")]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
     assert sorted(e["name"] for e in adapter["env"]) == sorted(e["name"] for e in base_env)
     assert {v["name"] for v in pod["volumes"]} == {"state", "tmp", "mep-ca"}
 
@@ -91,7 +96,10 @@ def test_lab_overlay_points_the_adapter_at_its_mep_emulator() -> None:
 def test_resolver_agrees_with_kubectl_kustomize(name: str) -> None:
     result = subprocess.run(
         ["kubectl", "kustomize", str(OVERLAYS[name])],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     theirs = {key(o): canonical(o) for o in yaml.safe_load_all(result.stdout) if o}

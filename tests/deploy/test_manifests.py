@@ -29,8 +29,9 @@ from tests.deploy.conftest import (
 
 YAML_FILES = sorted(MANIFESTS.rglob("*.yaml"))
 CR_KINDS = {"Device", "DeviceModel", "DeviceStatus"}
-NOT_KUBERNETES = {MANIFESTS / "edgegallery" / name for name in ("appd-producer.yaml",
-                                                                  "appd-consumer.yaml")}
+NOT_KUBERNETES = {
+    MANIFESTS / "edgegallery" / name for name in ("appd-producer.yaml", "appd-consumer.yaml")
+}
 LAB_NODE = "edge-node-1"
 
 
@@ -93,10 +94,16 @@ def test_no_manifest_is_orphaned() -> None:
         for entry in data.get("resources", []):
             used.add((kustomization.parent / entry).resolve())
     used |= patch_files()
-    standalone = {MANIFESTS / "secrets" / "mep-identity.template.yaml",
-                  MANIFESTS / "kubeedge" / "mosquitto.yaml", *NOT_KUBERNETES}
-    orphans = [p for p in YAML_FILES
-               if p.name != "kustomization.yaml" and p not in used and p not in standalone]
+    standalone = {
+        MANIFESTS / "secrets" / "mep-identity.template.yaml",
+        MANIFESTS / "kubeedge" / "mosquitto.yaml",
+        *NOT_KUBERNETES,
+    }
+    orphans = [
+        p
+        for p in YAML_FILES
+        if p.name != "kustomization.yaml" and p not in used and p not in standalone
+    ]
     assert not orphans
 
 
@@ -114,8 +121,10 @@ def test_builtin_object_matches_its_kubernetes_model(where: str, obj: Obj) -> No
 def test_custom_resource_matches_the_kubeedge_crd(where: str, obj: Obj) -> None:
     group, version = obj["apiVersion"].split("/")
     assert group == "devices.kubeedge.io"
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in crd_validator(obj["kind"], version).iter_errors(obj)]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in crd_validator(obj["kind"], version).iter_errors(obj)
+    ]
     assert errors == []
     meta = kube_roundtrip(obj["metadata"], "V1ObjectMeta")
     assert list(unknown_fields(obj["metadata"], meta)) == []
@@ -144,7 +153,9 @@ def kube_roundtrip_lenient(doc: Obj) -> Any:
 
 
 def _demo_devices() -> list[dict[str, Any]]:
-    data = yaml.safe_load((ROOT / "mep_kubeedge_adapter" / "demo_devices.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(
+        (ROOT / "mep_kubeedge_adapter" / "demo_devices.yaml").read_text(encoding="utf-8")
+    )
     return list(data["devices"])
 
 
@@ -153,10 +164,16 @@ _TYPES = {"int": "INT", "float": "FLOAT", "boolean": "BOOLEAN", "string": "STRIN
 
 def test_sample_crs_decode_in_the_adapter_and_match_the_demo_devices() -> None:
     objects = kustomize(OVERLAYS["samples"])
-    models = {(o["metadata"]["namespace"], o["metadata"]["name"]): decode_device_model(o)
-              for o in objects if o["kind"] == "DeviceModel"}
-    devices = {(o["metadata"]["namespace"], o["metadata"]["name"]): decode_device(o)
-               for o in objects if o["kind"] == "Device"}
+    models = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): decode_device_model(o)
+        for o in objects
+        if o["kind"] == "DeviceModel"
+    }
+    devices = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): decode_device(o)
+        for o in objects
+        if o["kind"] == "Device"
+    }
     demo = {(d["namespace"], d["name"]): d for d in _demo_devices()}
     assert set(devices) == set(demo)
     for device_key, device in devices.items():
@@ -177,13 +194,16 @@ def test_simulators_play_exactly_the_sample_devices() -> None:
     objects = kustomize(OVERLAYS["samples"])
     simulators = _one(objects, "Deployment", "demo-device-simulators")
     spec = simulators["spec"]["template"]["spec"]
-    played = sorted(arg.split("=", 1)[1] for c in spec["containers"] for arg in c["args"]
-                    if arg.startswith("--device="))
+    played = sorted(
+        arg.split("=", 1)[1]
+        for c in spec["containers"]
+        for arg in c["args"]
+        if arg.startswith("--device=")
+    )
     assert played == sorted(f"{d['namespace']}/{d['name']}" for d in _demo_devices())
     assert spec["hostNetwork"] is True
     assert spec["nodeSelector"] == {"kubernetes.io/hostname": LAB_NODE}
-    assert all("--spec=/opt/mka/share/demo_devices.yaml" in c["args"]
-               for c in spec["containers"])
+    assert all("--spec=/opt/mka/share/demo_devices.yaml" in c["args"] for c in spec["containers"])
 
 
 # ------------------------------------------------------------------------------- settings
@@ -196,8 +216,9 @@ def _environment(objects: list[Obj], host_ip: str = "192.0.2.10") -> dict[str, s
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         env.update(_one(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
-    secrets = {o["metadata"]["name"]: o.get("stringData", {})
-               for o in objects if o["kind"] == "Secret"}
+    secrets = {
+        o["metadata"]["name"]: o.get("stringData", {}) for o in objects if o["kind"] == "Secret"
+    }
     for var in container["env"]:
         if "value" in var:
             env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"])
@@ -240,8 +261,11 @@ def test_edgegallery_settings_load_with_the_identity_secret() -> None:
     container = _container(daemonset, "adapter")
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(Path(str(settings.mep.ca_file)).parent) in mounts
-    refs = [v["valueFrom"]["secretKeyRef"] for v in container["env"]
-            if "secretKeyRef" in v.get("valueFrom", {})]
+    refs = [
+        v["valueFrom"]["secretKeyRef"]
+        for v in container["env"]
+        if "secretKeyRef" in v.get("valueFrom", {})
+    ]
     assert refs and all(ref["optional"] is False for ref in refs)
 
 
@@ -255,13 +279,17 @@ def test_lab_settings_use_identities_the_lab_mep_knows() -> None:
     settings = _settings(_environment(objects))
     assert settings.mep.url == "http://127.0.0.1:30443"
     identities_secret = _one(objects, "Secret", "mep-emulator-identities")
-    identities = [AppIdentity.from_json(i)
-                  for i in yaml.safe_load(identities_secret["stringData"]["identities.json"])]
+    identities = [
+        AppIdentity.from_json(i)
+        for i in yaml.safe_load(identities_secret["stringData"]["identities.json"])
+    ]
     by_id = {i.app_instance_id: i for i in identities}
     assert settings.mep.ak is not None and settings.mep.sk is not None
     adapter = by_id[str(settings.mep.app_instance_id)]
-    assert (adapter.ak, adapter.sk) == (settings.mep.ak.get_secret_value(),
-                                       settings.mep.sk.get_secret_value())
+    assert (adapter.ak, adapter.sk) == (
+        settings.mep.ak.get_secret_value(),
+        settings.mep.sk.get_secret_value(),
+    )
     app_secret = _one(objects, "Secret", "sample-edge-app-mep-identity")["stringData"]
     app = by_id[app_secret["appInstanceId"]]
     assert (app.ak, app.sk) == (app_secret["accessKey"], app_secret["secretKey"])
@@ -271,8 +299,10 @@ def test_lab_settings_use_identities_the_lab_mep_knows() -> None:
 
 
 def test_secret_template_matches_what_the_daemonset_reads() -> None:
-    template = {d["metadata"]["name"]: d for d in
-                load_documents(MANIFESTS / "secrets" / "mep-identity.template.yaml")}
+    template = {
+        d["metadata"]["name"]: d
+        for d in load_documents(MANIFESTS / "secrets" / "mep-identity.template.yaml")
+    }
     daemonset = _one(kustomize(OVERLAYS["edgegallery"]), "DaemonSet", "mep-kubeedge-adapter")
     for var in _container(daemonset, "adapter")["env"]:
         ref = var.get("valueFrom", {}).get("secretKeyRef")
@@ -296,7 +326,9 @@ def test_adapter_daemonset_runs_next_to_edgecore() -> None:
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0] == {
-        "key": "node-role.kubernetes.io/edge", "operator": "Exists"}
+        "key": "node-role.kubernetes.io/edge",
+        "operator": "Exists",
+    }
     assert any(t["key"] == "node-role.kubernetes.io/edge" for t in pod["tolerations"])
     container = _container(daemonset, "adapter")
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -316,22 +348,29 @@ def test_adapter_daemonset_runs_next_to_edgecore() -> None:
 def test_rbac_grants_what_the_adapter_needs_and_no_more() -> None:
     objects = kustomize(OVERLAYS["base"])
     role = _one(objects, "ClusterRole", "mep-kubeedge-adapter")
-    granted = {(resource, verb) for rule in role["rules"]
-               for resource in rule["resources"] for verb in rule["verbs"]}
+    granted = {
+        (resource, verb)
+        for rule in role["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
     assert all(rule["apiGroups"] == ["devices.kubeedge.io"] for rule in role["rules"])
     # The kube source lists and watches all three; the write paths get, patch, replace,
     # create and delete Devices (kubeedge/kubesource.py). Nothing else.
-    needed = {(r, v) for r in ("devices", "devicemodels", "devicestatuses")
-              for v in ("list", "watch")}
+    needed = {
+        (r, v) for r in ("devices", "devicemodels", "devicestatuses") for v in ("list", "watch")
+    }
     needed |= {("devices", v) for v in ("get", "patch", "update", "create", "delete")}
     assert granted == needed
     binding = _one(objects, "ClusterRoleBinding", "mep-kubeedge-adapter")
     daemonset = _one(objects, "DaemonSet", "mep-kubeedge-adapter")
-    assert binding["subjects"] == [{
-        "kind": "ServiceAccount",
-        "name": daemonset["spec"]["template"]["spec"]["serviceAccountName"],
-        "namespace": daemonset["metadata"]["namespace"],
-    }]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": daemonset["spec"]["template"]["spec"]["serviceAccountName"],
+            "namespace": daemonset["metadata"]["namespace"],
+        }
+    ]
 
 
 def test_service_selects_the_adapter_pods_on_the_same_node() -> None:

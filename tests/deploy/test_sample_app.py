@@ -66,16 +66,31 @@ async def stack(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Stack]
 async def _run_sample_app(stack: Stack, *extra: str) -> tuple[int, list[dict[str, Any]], str]:
     port = _free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(SAMPLE_APP),
-        "--mep-url", stack.mep.url,
-        "--app-instance-id", stack.app.app_instance_id,
-        "--ak", stack.app.ak, "--sk", stack.app.sk,
-        "--node", NODE,
-        "--device", "default/thermo-1", "--property", "temperature",
-        "--listen", f"127.0.0.1:{port}",
-        "--discovery-timeout", "30", "--duration", "30",
+        sys.executable,
+        str(SAMPLE_APP),
+        "--mep-url",
+        stack.mep.url,
+        "--app-instance-id",
+        stack.app.app_instance_id,
+        "--ak",
+        stack.app.ak,
+        "--sk",
+        stack.app.sk,
+        "--node",
+        NODE,
+        "--device",
+        "default/thermo-1",
+        "--property",
+        "temperature",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--discovery-timeout",
+        "30",
+        "--duration",
+        "30",
         *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={"PATH": "/usr/bin:/bin"},
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
@@ -90,8 +105,11 @@ async def test_sample_app_discovers_reads_and_follows_a_twin(stack: Stack) -> No
     by_kind = {e["event"]: e for e in events}
     assert by_kind["discovered"]["serName"] == SER_NAME
     assert by_kind["discovered"]["endpoint"].startswith(stack.mep.url)
-    assert by_kind["devices"]["devices"] == ["default/pump-1", "default/thermo-1",
-                                             "default/valve-1"]
+    assert by_kind["devices"]["devices"] == [
+        "default/pump-1",
+        "default/thermo-1",
+        "default/valve-1",
+    ]
     assert "temperature" in by_kind["twin"]["properties"]
     notification = by_kind["notification"]["notification"]
     assert notification["notificationType"] == "DeviceTwinChangeNotification"

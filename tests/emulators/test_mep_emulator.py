@@ -228,8 +228,13 @@ async def _gateway_for(session: aiohttp.ClientSession, mep: MepEmulator, uri: st
         "state": "ACTIVE",
         "serializer": "JSON",
         "transportInfo": {
-            "id": "rest", "name": "REST", "type": "REST_HTTP", "protocol": "HTTP",
-            "version": "1.1", "endpoint": {"uris": [uri]}, "security": {},
+            "id": "rest",
+            "name": "REST",
+            "type": "REST_HTTP",
+            "protocol": "HTTP",
+            "version": "1.1",
+            "endpoint": {"uris": [uri]},
+            "security": {},
         },
     }
     async with session.post(
@@ -252,9 +257,10 @@ async def test_gateway_proxies_websockets_both_ways(upstream: EchoUpstream) -> N
     async with MepEmulator() as mep, aiohttp.ClientSession() as s:
         gateway = await _gateway_for(s, mep, upstream.url)
         bearer = _bearer(mep)
-        async with asyncio.timeout(10), s.ws_connect(
-            f"{gateway}/echo?x=1", headers=bearer, protocols=("other", "chat")
-        ) as ws:
+        async with (
+            asyncio.timeout(10),
+            s.ws_connect(f"{gateway}/echo?x=1", headers=bearer, protocols=("other", "chat")) as ws,
+        ):
             assert ws.protocol == "chat"
             await ws.send_str("hello")
             assert await ws.receive_str() == "hello"
@@ -295,8 +301,12 @@ async def test_gateway_websocket_needs_a_token_before_the_upgrade(
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await s.ws_connect(f"{gateway}/echo", headers=headers)
             assert refused.value.status == 401
-        upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        upgrade = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
         async with s.get(f"http{gateway.removeprefix('ws')}/echo", headers=upgrade) as resp:
             assert resp.status == 401
             assert await resp.json() == {"message": "Unauthorized"}

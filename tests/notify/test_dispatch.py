@@ -44,7 +44,9 @@ async def test_twin_notifications_arrive_in_order_with_consecutive_sequences(
     service: SubscriptionService, registry: DeviceRegistry, sink: Sink, metrics: Metrics
 ) -> None:
     add_devices(registry)
-    subscription = await service.create(twin_request(sink.url), base_url="https://gw/app-1/kubeedge_devices/v1")
+    subscription = await service.create(
+        twin_request(sink.url), base_url="https://gw/app-1/kubeedge_devices/v1"
+    )
     for i in range(5):
         report(registry, THERMO, 1_000 + i, temperature=str(20 + i))
     received = await sink.wait_for(5)

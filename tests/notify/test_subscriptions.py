@@ -130,7 +130,9 @@ async def test_a_past_expiry_is_refused(service: SubscriptionService, clock: Clo
 
 
 async def test_create_get_list_delete(service: SubscriptionService) -> None:
-    first = await service.create(callback("http://127.0.0.1:9/a"), base_url="http://gw/x/kubeedge_devices/v1")
+    first = await service.create(
+        callback("http://127.0.0.1:9/a"), base_url="http://gw/x/kubeedge_devices/v1"
+    )
     second = await service.create(callback("http://127.0.0.1:9/b", STATE))
     assert await service.get(first.id) == first
     assert [s.id for s in await service.list()] == [first.id, second.id]
@@ -212,7 +214,9 @@ async def test_subscriptions_and_sequences_survive_a_restart(
     store = SubscriptionStore(path, flush_interval=3600)
     await store.open()
     service = await service_factory(store_=store)
-    subscription = await service.create(callback(sink.url), base_url="https://gw/app/kubeedge_devices/v1")
+    subscription = await service.create(
+        callback(sink.url), base_url="https://gw/app/kubeedge_devices/v1"
+    )
     for i in range(3):
         report(registry, THERMO, 1 + i, temperature=str(i))
     await sink.wait_for(3)
