@@ -14,6 +14,7 @@ Conventions that every other module relies on:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -232,6 +233,7 @@ _GO_FLOAT = re.compile(
     r"^[+-]?(?:(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)$",
     re.IGNORECASE,
 )
+_GO_INFINITY = re.compile(r"^[+-]?inf(?:inity)?$", re.IGNORECASE)
 
 MODEL_TO_TWIN_TYPE = {
     "INT": "int",
@@ -284,6 +286,9 @@ def check_twin_value(value: str, twin_type: str | None) -> str | None:
     elif kind == "float":
         if not _GO_FLOAT.match(value) or "_" in value:
             return "the value is not float"
+        if math.isinf(float(value)) and not _GO_INFINITY.match(value):
+            # Go's ParseFloat answers ErrRange beyond float64, and EdgeCore refuses the write.
+            return "the value is out of range for a float (float64)"
     elif kind == "boolean" and value not in ("true", "false"):
         return "the value is not boolean (true or false)"
     return None

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import LinkBuilder, links
 from mep_kubeedge_adapter.api.problems import validation_detail
@@ -188,11 +189,7 @@ async def _read_patch(request: web.Request) -> TwinPatch:
         raise web.HTTPUnsupportedMediaType(
             text=f"send the patch as {' or '.join(PATCH_CONTENT_TYPES)}"
         )
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AdapterError(ErrorKind.INVALID, f"the body is not JSON: {exc}") from exc
+    body = await read_json(request)
     try:
         return TwinPatch.model_validate(body)
     except ValidationError as exc:

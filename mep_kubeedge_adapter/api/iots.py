@@ -42,6 +42,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
+from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import links
 from mep_kubeedge_adapter.api.problems import validation_detail
@@ -367,10 +368,7 @@ def _crs(request: web.Request) -> DeviceCrs:
 
 
 async def _read_device_info(request: web.Request) -> _DeviceInfoIn:
-    try:
-        raw = await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AdapterError(ErrorKind.INVALID, f"body is not JSON: {exc}") from exc
+    raw = await read_json(request)
     try:
         body = _DeviceInfoIn.model_validate(raw)
     except ValidationError as exc:

@@ -12,7 +12,6 @@ until the subscription ends or the client leaves. Sockets still open at shutdown
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ from aiohttp import WSCloseCode, web
 from pydantic import BaseModel, ValidationError
 
 from mep_kubeedge_adapter.api.auth import WEBSOCKET_BEARER_PROTOCOL
+from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import links
 from mep_kubeedge_adapter.api.problems import validation_detail
@@ -68,11 +68,7 @@ def _base(request: web.Request) -> str:
 async def _read_request(request: web.Request) -> SubscriptionRequest:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="send the subscription as application/json")
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AdapterError(ErrorKind.INVALID, f"the body is not JSON: {exc}") from exc
+    body = await read_json(request)
     try:
         return SubscriptionRequest.model_validate(body)
     except ValidationError as exc:

@@ -53,12 +53,16 @@ class FilteringCriteria(BaseModel):
         return value
 
 
+MAX_SECONDS = 253_402_300_799
+"""9999-12-31T23:59:59Z: the last second RFC 3339 (and the state store's integers) can hold."""
+
+
 class TimeStamp(BaseModel):
-    """ETSI MEC time: seconds and nanoseconds since the Unix epoch."""
+    """ETSI MEC time: seconds and nanoseconds since the Unix epoch, up to the year 9999."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seconds: int = Field(ge=0)
+    seconds: int = Field(ge=0, le=MAX_SECONDS)
     nanoSeconds: int = Field(0, ge=0, lt=1_000_000_000)
 
     @property
