@@ -58,6 +58,10 @@ class ModelId:
 
 # ------------------------------------------------------------------- twin values
 
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the last millisecond RFC 3339 can write. Codecs refuse
+timestamps outside ``0..MAX_TIMESTAMP_MS``, so every timestamp in the model can be rendered."""
+
 ValueSource = Literal["eventbus", "kube"]
 
 

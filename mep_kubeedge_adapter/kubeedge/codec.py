@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Required
+from typing import Annotated, Any, Required
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
-from mep_kubeedge_adapter.domain import TwinValue
+from mep_kubeedge_adapter.domain import MAX_TIMESTAMP_MS, TwinValue
 from mep_kubeedge_adapter.kubeedge.topics import TopicKind
 from mep_kubeedge_adapter.registry import TwinState
 
@@ -43,9 +44,13 @@ class _Wire(BaseModel):
 _DICT_CONFIG = ConfigDict(extra="ignore")
 
 
+Timestamp = Annotated[StrictInt, Field(ge=0, le=MAX_TIMESTAMP_MS)]
+"""Milliseconds since the epoch, as EdgeCore stamps them; beyond the year 9999 is refused."""
+
+
 class _Header(_Wire):
     event_id: StrictStr = ""
-    timestamp: StrictInt = 0
+    timestamp: Timestamp = 0
 
 
 class _ErrorBody(_Header):
@@ -59,7 +64,7 @@ class _ErrorBody(_Header):
 
 @with_config(_DICT_CONFIG)
 class _ValueMeta(TypedDict, total=False):
-    timestamp: StrictInt | None
+    timestamp: Timestamp | None
 
 
 @with_config(_DICT_CONFIG)
@@ -84,7 +89,7 @@ class _MsgTwin(TypedDict, total=False):
 @with_config(_DICT_CONFIG)
 class _TwinBody(TypedDict, total=False):
     event_id: StrictStr
-    timestamp: StrictInt
+    timestamp: Timestamp
     twin: Required[dict[str, _MsgTwin | None]]
 
 
@@ -97,14 +102,14 @@ class _DocEntry(TypedDict, total=False):
 @with_config(_DICT_CONFIG)
 class _DocumentBody(TypedDict, total=False):
     event_id: StrictStr
-    timestamp: StrictInt
+    timestamp: Timestamp
     twin: Required[dict[str, _DocEntry | None]]
 
 
 @with_config(_DICT_CONFIG)
 class _DeltaBody(TypedDict, total=False):
     event_id: StrictStr
-    timestamp: StrictInt
+    timestamp: Timestamp
     twin: dict[str, _MsgTwin | None]
     delta: dict[str, StrictStr]
 

@@ -28,6 +28,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from mep_kubeedge_adapter.domain import MAX_TIMESTAMP_MS
+
 __all__ = [
     "API_GROUP",
     "SUPPORTED_VERSIONS",
@@ -315,6 +317,11 @@ class _Reader:
                 raise self.fail(
                     f"{path}.metadata.timestamp must be milliseconds, got {ts_raw!r}"
                 ) from None
+            if not 0 <= timestamp <= MAX_TIMESTAMP_MS:
+                raise self.fail(
+                    f"{path}.metadata.timestamp must be milliseconds between 0 and "
+                    f"{MAX_TIMESTAMP_MS} (the year 9999), got {ts_raw!r}"
+                )
         return TwinValue(
             value=text, timestamp_ms=timestamp, type=metadata.get("type") or None, metadata=metadata
         )

@@ -239,13 +239,28 @@ class CallbackChannel:
             notice = self._backlog.pop()
             if notice is None:
                 return
-            await self._deliver(notice)
+            try:
+                await self._deliver(notice)
+            except Exception as exc:
+                # One bad notice must not take the subscription's delivery down with it.
+                log.error(
+                    "notification_failed",
+                    channel=CHANNEL,
+                    subscription=self._subscription.id,
+                    sequence=notice.sequence,
+                    exc_info=exc,
+                )
+                self._count("dropped", 1)
 
     async def _deliver(self, notice: Notice) -> None:
         subscription = self._subscription
-        body = json.dumps(
-            render(notice, subscription.id, subscription.href), separators=(",", ":")
-        ).encode()
+        try:
+            body = json.dumps(
+                render(notice, subscription.id, subscription.href), separators=(",", ":")
+            ).encode()
+        except (ValueError, OverflowError) as exc:
+            self._drop(notice, f"cannot be rendered: {exc}")
+            return
         backoff: Backoff | None = None  # made on the first retry: seeding its RNG is not free
         attempts = 0
         while True:

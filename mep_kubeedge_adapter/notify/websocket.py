@@ -153,7 +153,11 @@ class WebsocketFanout:
             if subscription.expired(self._clock()):
                 self._account(PushResult(dropped=1))
                 continue
-            frame = json.dumps(render(notice, subscription.id, subscription.href))
+            try:
+                frame = json.dumps(render(notice, subscription.id, subscription.href))
+            except (ValueError, OverflowError) as exc:
+                self._account(PushResult(dropped=1), f"cannot be rendered: {exc}")
+                continue
             try:
                 await ws.send_str(frame)
             except ConnectionError:
@@ -167,7 +171,7 @@ class WebsocketFanout:
             max_pending=self._settings.max_pending,
         )
 
-    def _account(self, result: PushResult) -> None:
+    def _account(self, result: PushResult, reason: str | None = None) -> None:
         if result.coalesced:
             self._metrics.notifications.labels(channel=CHANNEL, outcome="coalesced").inc(
                 result.coalesced
@@ -181,6 +185,7 @@ class WebsocketFanout:
                 channel=CHANNEL,
                 subscription=self._subscription.id,
                 count=result.dropped,
+                reason=reason,
             )
 
 

@@ -292,6 +292,18 @@ BAD_DEVICES: list[tuple[str, Any, Any, str]] = [
         "yesterday",
         "timestamp must be milliseconds",
     ),
+    (
+        "v1beta1",
+        "status.twins.0.reported.metadata.timestamp",
+        "100000000000000000",
+        "timestamp must be milliseconds between",
+    ),
+    (
+        "v1beta1",
+        "spec.properties.1.desired.metadata.timestamp",
+        "-1",
+        "timestamp must be milliseconds between",
+    ),
     ("v1beta1", "status.state", 1, "status.state must be a string"),
     ("v1alpha2", "spec.nodeSelector.nodeSelectorTerms", {}, "nodeSelectorTerms must be a list"),
     (

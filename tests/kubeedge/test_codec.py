@@ -131,6 +131,23 @@ def test_delta_state_and_membership() -> None:
         (TopicKind.MEMBERSHIP_GET_RESULT, b'{"devices": [{"description": "no id"}]}'),
         (TopicKind.TWIN_UPDATE_RESULT, b'{"code": "x", "reason": 1}'),
         (TopicKind.TWIN_UPDATE_DELTA, b'{"delta": {"a": 1}}'),
+        # Timestamps a calendar cannot hold (RFC 3339 ends with the year 9999).
+        (
+            TopicKind.TWIN_UPDATE_DOCUMENT,
+            b'{"twin": {"a": {"current": {"actual": {"value": "1", '
+            b'"metadata": {"timestamp": 100000000000000000}}}}}}',
+        ),
+        (
+            TopicKind.TWIN_UPDATE_RESULT,
+            b'{"twin": {"a": {"actual": {"value": "1", "metadata": {"timestamp": -1}}}}}',
+        ),
+        (
+            TopicKind.TWIN_UPDATE_DELTA,
+            b'{"twin": {"a": {"expected": {"value": "1", '
+            b'"metadata": {"timestamp": 253402300800000}}}}, "delta": {"a": "1"}}',
+        ),
+        (TopicKind.TWIN_GET_RESULT, b'{"timestamp": 99999999999999999999, "twin": {}}'),
+        (TopicKind.STATE_UPDATE_RESULT, b'{"timestamp": -5, "device": {"state": "online"}}'),
     ],
 )
 def test_wrong_shapes_raise_codec_error(kind: TopicKind, payload: bytes) -> None:

@@ -326,3 +326,22 @@ async def test_expired_subscriptions_get_nothing(
     clock.now += 11_000
     report(registry, THERMO, 2, temperature="2")
     assert service.dispatcher.sequence(subscription.id) == 1
+
+
+async def test_a_notice_that_cannot_be_rendered_is_dropped_and_the_worker_goes_on(
+    service: SubscriptionService, registry: DeviceRegistry, sink: Sink, metrics: Metrics
+) -> None:
+    """A value stamped beyond the year 9999 cannot become RFC 3339; the codecs refuse such
+    timestamps, and should one reach delivery anyway it costs only the notices that carry
+    it (its own, and the next one, where it is the previous value)."""
+    add_devices(registry)
+    await service.create(twin_request(sink.url))
+    report(registry, THERMO, 10**18, temperature="1")
+    report(registry, THERMO, 2_000, temperature="2")
+    report(registry, THERMO, 3_000, temperature="3")
+    report(registry, THERMO, 4_000, temperature="4")
+    received = await sink.wait_for(2)
+    assert [n["sequence"] for n in received] == [3, 4]
+    assert received[0]["changes"]["temperature"]["previous"]["value"] == "2"
+    assert sample(metrics, "callback", "dropped") == 2
+    assert sample(metrics, "callback", "delivered") == 2

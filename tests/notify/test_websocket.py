@@ -217,3 +217,22 @@ async def test_callback_and_websocket_share_the_sequence(
     received = await sink.wait_for(2)
     assert [b["sequence"] for b in received] == [1, 2]
     assert received[1] == body
+
+
+async def test_a_notice_that_cannot_be_rendered_is_dropped_and_the_socket_stays(
+    endpoint: WebsocketEndpoint,
+    service: SubscriptionService,
+    registry: DeviceRegistry,
+    metrics: Metrics,
+) -> None:
+    add_devices(registry)
+    subscription = await service.create(websocket_only())
+    async with await endpoint.connect(subscription.id) as ws:
+        report(registry, THERMO, 10**18, temperature="1")
+        report(registry, THERMO, 2_000, temperature="2")
+        report(registry, THERMO, 3_000, temperature="3")
+        body = await receive_json(ws)
+        assert body["sequence"] == 3
+        assert body["changes"]["temperature"]["reported"]["value"] == "3"
+        assert not ws.closed
+    assert sample(metrics, "websocket", "dropped") == 2
