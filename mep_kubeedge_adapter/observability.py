@@ -68,6 +68,11 @@ class Metrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.api_header_timeouts = Counter(
+            "mka_api_header_timeouts",
+            "connections closed for not sending a request head within MKA_API__HEADER_TIMEOUT",
+            registry=r,
+        )
         self.notifications = Counter(
             "mka_notifications",
             "notifications, by channel and outcome (delivered, retried, coalesced, dropped)",

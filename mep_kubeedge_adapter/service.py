@@ -20,6 +20,7 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
 from mep_kubeedge_adapter.api.deps import API_BASE
+from mep_kubeedge_adapter.api.listener import GuardedSite, HeaderDeadline
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
@@ -170,15 +171,20 @@ class Adapter:
             subscriptions=self.subscriptions,
             device_crs=self.kube,
         )
-        runner = web.AppRunner(create_app(deps), access_log=None, shutdown_timeout=5.0)
+        api = self.settings.api
+        deadline = HeaderDeadline(api.header_timeout, self.metrics)
+        runner = web.AppRunner(
+            create_app(deps, header_deadline=deadline),
+            access_log=None,
+            shutdown_timeout=5.0,
+            keepalive_timeout=api.keepalive_timeout,
+        )
         await runner.setup()
         self._stack.push_async_callback(self._step, "api", runner.cleanup)
-        site = web.TCPSite(runner, self.settings.api.host, self.settings.api.port)
+        site = GuardedSite(runner, api.host, api.port, deadline)
         await site.start()
         self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.api_port = sockets[0].getsockname()[1] if sockets else self.settings.api.port
+        self.api_port = site.port
         log.info("api_listening", host=self.settings.api.host, port=self.api_port)
 
     @staticmethod

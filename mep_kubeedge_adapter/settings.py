@@ -135,6 +135,14 @@ class ApiSettings(_Group):
     jwt_issuer: str = "mepauth"
     write_path: Literal["eventbus", "kube"] = "eventbus"
     max_body: int = Field(64 * 1024, gt=0, description="bytes; larger requests get 413")
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a new connection may take to send its request head"
+    )
+    keepalive_timeout: float = Field(
+        75.0,
+        gt=0,
+        description="seconds an idle keep-alive connection is kept (above the gateway's 60)",
+    )
     callback_networks: list[str] = Field(
         default_factory=lambda: ["0.0.0.0/0", "::/0"],
         description="networks a callbackReference may point into",

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mep_kubeedge_adapter.api import devices, iots, openapi, subscriptions
 from mep_kubeedge_adapter.api.auth import EXEMPT_PATHS, BearerVerifier, auth_middleware
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, ApiDeps, Readiness
+from mep_kubeedge_adapter.api.listener import HeaderDeadline
 from mep_kubeedge_adapter.api.problems import REQUEST_ID, problem_middleware
 from mep_kubeedge_adapter.console import add_console_routes
 from mep_kubeedge_adapter.observability import Metrics
@@ -183,10 +184,16 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def create_app(deps: ApiDeps) -> web.Application:
-    """The API application; with ``auth=jwt`` the key is read here, so a bad key fails start."""
+def create_app(deps: ApiDeps, *, header_deadline: HeaderDeadline | None = None) -> web.Application:
+    """The API application; with ``auth=jwt`` the key is read here, so a bad key fails start.
+
+    ``header_deadline`` is the listener's (``GuardedSite``): its middleware tells it which
+    connections delivered a request.
+    """
     api = deps.settings.api
     middlewares: list[Any] = [request_context, observe, problem_middleware]
+    if header_deadline is not None:
+        middlewares.insert(0, header_deadline.middleware)
     if api.auth == "jwt":
         if api.jwt_public_key_file is None:
             raise ValueError("auth=jwt needs jwt_public_key_file")

@@ -75,3 +75,46 @@ async def test_a_timestamp_beyond_the_calendar_is_refused_at_the_boundary(
     assert_no_loss(stack, sink, by_callback)
     assert notification_count(stack.metrics, "dropped", "websocket") == 0
     assert _mqtt_count(await stack.api.metrics(), "twin/update/document", "malformed") == 1
+
+
+async def test_clients_that_never_finish_their_request_head_are_cut_off(
+    start_stack: StartStack,
+) -> None:
+    """Slow-header clients (slowloris) hold a connection only ``MKA_API__HEADER_TIMEOUT``;
+    a keep-alive connection that finished its request is not cut by that deadline."""
+    stack = await start_stack(api={"header_timeout": 0.5})
+    port = stack.adapter.api_port
+    assert port is not None
+
+    keeper_reader, keeper = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: adapter\r\n\r\n"
+    keeper.write(request)
+    await _read_response(keeper_reader)
+
+    silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
+    slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
+    slow.write(b"GET /healthz HTTP/1.1\r\nHost: adapter\r\nX-Slow: ")
+    await slow.drain()
+    async with asyncio.timeout(10):
+        assert await slow_reader.read() == b""
+        assert await silent_reader.read() == b""
+    for writer in (silent, slow):
+        writer.close()
+
+    # The keeper's own deadline passed before the slow ones' did; it still serves.
+    keeper.write(request)
+    assert b" 200 " in await _read_response(keeper_reader)
+    keeper.close()
+    metrics = await stack.api.metrics()
+    assert "mka_api_header_timeouts_total 2.0" in metrics
+
+
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head
