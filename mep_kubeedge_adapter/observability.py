@@ -117,6 +117,11 @@ class Metrics:
         self.kube_connected = Gauge(
             "mka_kube_connected", "1 while the kube source's watches run", registry=r
         )
+        self.store_file_ok = Gauge(
+            "mka_store_file_ok",
+            "1 while the state file at MKA_STORE__PATH is the one the adapter has open",
+            registry=r,
+        )
         self.task_restarts = Counter(
             "mka_task_restarts", "supervised task restarts, by task", ["task"], registry=r
         )

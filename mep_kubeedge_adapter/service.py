@@ -29,7 +29,7 @@ from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import Settings, public_url
-from mep_kubeedge_adapter.store import SubscriptionStore
+from mep_kubeedge_adapter.store import StoreError, SubscriptionStore
 from mep_kubeedge_adapter.supervisor import Supervisor
 from mep_kubeedge_adapter.usecases import DesiredWriter, UnsupportedWriter
 
@@ -66,7 +66,7 @@ class Adapter:
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self.api_port: int | None = None
-        self.store = SubscriptionStore(settings.store.path)
+        self.store = SubscriptionStore(settings.store.path, metrics=self.metrics)
         self.subscriptions = SubscriptionService(
             self.store,
             self.registry,
@@ -98,11 +98,15 @@ class Adapter:
     # --------------------------------------------------------------- readiness
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the EventBus is connected and the first sync is done (SPEC §4)."""
+        """Ready when the EventBus is connected and the first sync is done (SPEC §4), and the
+        state file is still the one the adapter writes (else nothing accepted now survives
+        a restart)."""
         eventbus = self.eventbus.status()
-        ready = self.eventbus.ready
+        store = self.store.status()
+        ready = self.eventbus.ready and store["state"] == "ok"
         detail: dict[str, Any] = {
             "eventbus": eventbus,
+            "store": store,
             "devices": len(self.registry),
             "kube": self.kube.status()
             if self.kube is not None
@@ -212,7 +216,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with Adapter(settings) as adapter:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            adapter = await stack.enter_async_context(Adapter(settings))
+        except StoreError as exc:
+            log.error("store_unusable", path=str(settings.store.path), problem=exc.detail)
+            return 1
         failed = asyncio.create_task(adapter.supervisor.failed.wait())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)

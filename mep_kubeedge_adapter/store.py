@@ -16,14 +16,25 @@ Sequence numbers
 Schema
     Versioned with ``PRAGMA user_version``; ``_MIGRATIONS[n]`` brings version ``n`` to
     ``n + 1``. A file newer than this code is refused rather than misread.
+
+Failures
+    A file that cannot be used at start (corrupt, a directory, in a directory that cannot
+    be written) is a ``StoreError`` whose detail names the path and the problem in one
+    line; so is any later SQLite failure (an API caller sees 503). The file is watched
+    while open: deleted or replaced underneath the adapter, SQLite keeps writing to the
+    old, unlinked file and everything would be gone at the next start, so ``status()``
+    says so, ``lost`` is set, ``mka_store_file_ok`` drops to 0 and an error is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +44,7 @@ import aiosqlite
 import structlog
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
@@ -108,13 +120,24 @@ class SubscriptionStore:
     flushes, marks the file as cleanly closed and closes the connection.
     """
 
-    def __init__(self, path: Path | str, *, flush_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        flush_interval: float = 1.0,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._path = Path(path)
         self._flush_interval = flush_interval
+        self._metrics = metrics
         self._db: aiosqlite.Connection | None = None
         self._dirty: dict[str, int] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._identity: tuple[int, int] | None = None
+        self._file_state = "ok"
+        self.lost = asyncio.Event()
+        """Set once the file was found deleted or replaced while open (it stays set)."""
 
     @property
     def path(self) -> Path:
@@ -135,23 +158,128 @@ class SubscriptionStore:
         await self.close()
 
     async def open(self) -> None:
-        """Open (creating if needed), migrate, and recover sequences after an unclean stop."""
+        """Open (creating if needed), migrate, and recover sequences after an unclean stop.
+
+        Raises ``StoreError`` naming the path and the problem if the file cannot be used.
+        """
         if self._db is not None:
             return
-        if str(self._path) != ":memory:":
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self._path)
+        on_disk = str(self._path) != ":memory:"
+        if on_disk:
+            self._prepare_file()
+        try:
+            db = await aiosqlite.connect(self._path)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
             await self._migrate(db)
             await self._recover(db)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise self._unusable(exc) from exc
         except BaseException:
             await db.close()
             raise
         self._db = db
+        self._identity = self._stat() if on_disk else None
+        self._set_file_state("ok")
         self._flusher = asyncio.create_task(self._flush_loop(), name="store-sequence-flush")
+
+    def _prepare_file(self) -> None:
+        """Check what SQLite would only report as "unable to open database file"."""
+        path = self._path
+        if path.is_dir():
+            raise StoreError(f"the state store {path} is a directory, not a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"the state store {path}: cannot create the directory {path.parent}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        if path.exists():
+            return
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(
+                f"the state store {path}: cannot create the file: {exc.strerror or exc} "
+                f"(the directory {path.parent} must be writable)"
+            ) from exc
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        path = self._path
+        if "file is not a database" in text:
+            problem = "is not an SQLite database (a corrupt file, or another kind of file)"
+        elif "readonly" in text or "unable to open" in text:
+            problem = (
+                f"cannot be opened for writing ({text}); SQLite also creates "
+                f"{path.name}-wal and {path.name}-shm in {path.parent}, which must be writable"
+            )
+        else:
+            problem = f"cannot be used: {text}"
+        return StoreError(f"the state store {path} {problem}")
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, action: str) -> AsyncIterator[None]:
+        """A write transaction; an SQLite failure rolls it back and becomes a ``StoreError``
+        (503 to API callers)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.rollback()
+            raise StoreError(f"the state store {self._path} could not {action}: {exc}") from exc
+
+    # ------------------------------------------------------------------ the file
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self._path)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def check_file(self) -> str:
+        """Whether the file at the path is still the one open: ``ok``, ``deleted`` or
+        ``replaced`` (the last two stay, since SQLite keeps writing to the old file)."""
+        if self._identity is None or self._file_state != "ok":
+            return self._file_state
+        current = self._stat()
+        if current == self._identity:
+            return "ok"
+        state = "deleted" if current is None else "replaced"
+        self._set_file_state(state)
+        log.error("store_file_lost", path=str(self._path), state=state, problem=self._problem())
+        return state
+
+    def status(self) -> dict[str, str]:
+        """For ``/readyz``: the path, ``state`` and, when it is not ``ok``, the ``problem``."""
+        status = {"path": str(self._path), "state": self._file_state}
+        if self._file_state != "ok":
+            status["problem"] = self._problem()
+        return status
+
+    def _problem(self) -> str:
+        return (
+            f"the state file was {self._file_state} while the adapter had it open; what was "
+            "accepted since it opened is kept only in memory and in the unlinked file, and "
+            "will be lost at the next restart"
+        )
+
+    def _set_file_state(self, state: str) -> None:
+        self._file_state = state
+        if state != "ok":
+            self.lost.set()
+        if self._metrics is not None:
+            self._metrics.store_file_ok.set(1 if state == "ok" else 0)
 
     async def close(self) -> None:
         """Flush pending sequences, record a clean close, release the file."""
@@ -210,6 +338,11 @@ class SubscriptionStore:
 
     async def create(self, record: StoredSubscription) -> None:
         db = self._conn()
+        async with self._writing("store a subscription"):
+            await self._insert(db, record)
+
+    @staticmethod
+    async def _insert(db: aiosqlite.Connection, record: StoredSubscription) -> None:
         await db.execute(
             "INSERT INTO subscriptions (id, body, base_url, created, expiry, sequence) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -244,8 +377,9 @@ class SubscriptionStore:
         """Remove a subscription; False if there was none."""
         db = self._conn()
         self._dirty.pop(subscription_id, None)
-        cursor = await db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
-        await db.commit()
+        async with self._writing("remove a subscription"):
+            cursor = await db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+            await db.commit()
         return cursor.rowcount > 0
 
     async def expire_before(self, timestamp: int) -> builtins.list[str]:
@@ -256,8 +390,9 @@ class SubscriptionStore:
         ) as cursor:
             ids = [str(row[0]) for row in await cursor.fetchall()]
         if ids:
-            await db.executemany("DELETE FROM subscriptions WHERE id = ?", [(i,) for i in ids])
-            await db.commit()
+            async with self._writing("remove expired subscriptions"):
+                await db.executemany("DELETE FROM subscriptions WHERE id = ?", [(i,) for i in ids])
+                await db.commit()
             for subscription_id in ids:
                 self._dirty.pop(subscription_id, None)
         return ids
@@ -286,6 +421,7 @@ class SubscriptionStore:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self._flush_interval)
+            self.check_file()
             try:
                 await self.flush_sequences()
             except Exception as exc:
@@ -318,22 +454,24 @@ class SubscriptionStore:
 
     async def put_registration(self, registration: Registration) -> None:
         db = self._conn()
-        await db.execute(
-            "INSERT OR REPLACE INTO registrations (ser_name, ser_instance_id, kind, key) "
-            "VALUES (?, ?, ?, ?)",
-            (
-                registration.ser_name,
-                registration.ser_instance_id,
-                registration.kind,
-                registration.key,
-            ),
-        )
-        await db.commit()
+        async with self._writing("store a registration"):
+            await db.execute(
+                "INSERT OR REPLACE INTO registrations (ser_name, ser_instance_id, kind, key) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    registration.ser_name,
+                    registration.ser_instance_id,
+                    registration.kind,
+                    registration.key,
+                ),
+            )
+            await db.commit()
 
     async def delete_registration(self, ser_name: str) -> bool:
         db = self._conn()
-        cursor = await db.execute("DELETE FROM registrations WHERE ser_name = ?", (ser_name,))
-        await db.commit()
+        async with self._writing("remove a registration"):
+            cursor = await db.execute("DELETE FROM registrations WHERE ser_name = ?", (ser_name,))
+            await db.commit()
         return cursor.rowcount > 0
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.store import (
     CRASH_SEQUENCE_GAP,
     SCHEMA_VERSION,
@@ -129,3 +132,68 @@ async def test_use_before_open_is_an_error(tmp_path: Path) -> None:
     store = SubscriptionStore(tmp_path / "s.sqlite3")
     with pytest.raises(StoreError, match="not open"):
         await store.list()
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "problem"),
+    [
+        (lambda d: (d / "s").write_bytes(b"\x07" * 4096), "s", "is not an SQLite database"),
+        (lambda d: (d / "s").write_text("hello"), "s", "is not an SQLite database"),
+        (lambda d: (d / "s").mkdir(), "s", "is a directory"),
+        (lambda d: (d / "p").write_text(""), "p/s", "cannot create the directory"),
+    ],
+    ids=["corrupt", "text", "directory", "parent-is-a-file"],
+)
+async def test_an_unusable_file_is_one_clear_error(
+    tmp_path: Path, make: Callable[[Path], object], name: str, problem: str
+) -> None:
+    make(tmp_path)
+    path = tmp_path / name
+    with pytest.raises(StoreError) as refused:
+        await SubscriptionStore(path).open()
+    assert str(path) in refused.value.detail
+    assert problem in refused.value.detail
+    assert "\n" not in refused.value.detail
+
+
+async def test_a_directory_that_cannot_be_written_is_one_clear_error() -> None:
+    """sysfs refuses new files to every user, root included (a read-only directory)."""
+    path = Path("/sys/mka-state.sqlite3")
+    with pytest.raises(StoreError) as refused:
+        await SubscriptionStore(path).open()
+    assert str(path) in refused.value.detail
+    assert "cannot create" in refused.value.detail
+    assert "Permission denied" in refused.value.detail
+
+
+async def test_a_file_deleted_while_open_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    metrics = Metrics()
+    async with SubscriptionStore(path, flush_interval=0.01, metrics=metrics) as store:
+        assert store.status() == {"path": str(path), "state": "ok"}
+        assert metrics.registry.get_sample_value("mka_store_file_ok") == 1
+        path.unlink()
+        async with asyncio.timeout(10):
+            await store.lost.wait()
+        status = store.status()
+        assert status["state"] == "deleted"
+        assert "lost at the next restart" in status["problem"]
+        assert metrics.registry.get_sample_value("mka_store_file_ok") == 0
+
+
+async def test_a_file_replaced_while_open_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    async with SubscriptionStore(path, flush_interval=0.01) as store:
+        path.unlink()
+        path.write_bytes(b"")
+        async with asyncio.timeout(10):
+            await store.lost.wait()
+        assert store.status()["state"] == "replaced"
+
+
+async def test_a_write_that_fails_is_a_store_error(tmp_path: Path) -> None:
+    async with SubscriptionStore(tmp_path / "s.sqlite3") as store:
+        await store.create(record("a"))
+        with pytest.raises(StoreError) as refused:
+            await store.create(record("a"))
+        assert "UNIQUE" in refused.value.detail

@@ -7,15 +7,9 @@ After a clean stop the numbering continues at the next ``sequence``; after a cra
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -25,91 +19,19 @@ from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator
 from mep_kubeedge_adapter.store import CRASH_SEQUENCE_GAP
 from tests.kubeedge.test_eventbus import PUMP, publish
 from tests.notify.conftest import Sink
-from tests.test_service import free_port
 
-from .conftest import NODE, STATE, TWIN, Api, edgecore_devices, of_subscription, sequences
+from .conftest import (
+    NODE,
+    STATE,
+    TWIN,
+    AdapterProcess,
+    Api,
+    edgecore_devices,
+    of_subscription,
+    sequences,
+)
 
 pytestmark = pytest.mark.integration
-
-
-class AdapterProcess:
-    """``python -m mep_kubeedge_adapter run``; its JSON log lines are read as they come."""
-
-    def __init__(self, broker: MosquittoBroker, store: Path, port: int) -> None:
-        self.env = {
-            **os.environ,
-            "MKA_NODE_NAME": NODE,
-            "MKA_MQTT__URL": broker.url,
-            "MKA_STORE__PATH": str(store),
-            "MKA_API__HOST": "127.0.0.1",
-            "MKA_API__PORT": str(port),
-        }
-        self.process: asyncio.subprocess.Process | None = None
-        self.events: list[dict[str, Any]] = []
-        self._new_line = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.events = []
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mep_kubeedge_adapter",
-            "run",
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
-        await self.wait_for("eventbus_synced")
-
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        async for line in self.process.stderr:
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    self.events.append(record)
-            self._new_line.set()
-        self._new_line.set()
-
-    async def wait_for(self, event: str, timeout: float = 15.0) -> dict[str, Any]:
-        """The first log record named ``event`` since the start (awaits log lines)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for record in self.events:
-                    if record.get("event") == event:
-                        return record
-                if self._reader is not None and self._reader.done():
-                    raise AssertionError(f"the log ended before {event!r}")
-                self._new_line.clear()
-                await self._new_line.wait()
-
-    async def stop(self, sig: signal.Signals) -> int:
-        assert self.process is not None and self._reader is not None
-        self.process.send_signal(sig)
-        async with asyncio.timeout(15):
-            code = await self.process.wait()
-            await self._reader
-        return code
-
-    async def close(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await self._reader
-
-
-@pytest.fixture
-async def adapter_process(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[AdapterProcess]:
-    process = AdapterProcess(broker, tmp_path / "state.sqlite3", free_port())
-    try:
-        yield process
-    finally:
-        await process.close()
 
 
 async def mapper_reports(broker: MosquittoBroker, speed: str) -> None:
