@@ -34,7 +34,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from mep_kubeedge_adapter.backoff import Backoff
-from mep_kubeedge_adapter.notify.addresses import AddressPolicy
+from mep_kubeedge_adapter.domain import AdapterError
+from mep_kubeedge_adapter.notify.addresses import AddressPolicy, parse_callback
 from mep_kubeedge_adapter.notify.backlog import Backlog
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Notice, render
@@ -139,6 +140,9 @@ class CallbackClient:
         session = self._session
         if session is None:
             return Attempt("retry", "the callback client is not running")
+        refusal = self._literal_refusal(url)
+        if refusal is not None:
+            return Attempt("reject", refusal)
         try:
             async with session.post(url, data=body, allow_redirects=False) as response:
                 await response.read()
@@ -148,6 +152,8 @@ class CallbackClient:
             if isinstance(exc.os_error, RefusedAddress):
                 return Attempt("reject", str(exc.os_error))
             return Attempt("retry", f"cannot connect: {exc}")
+        except aiohttp.InvalidURL as exc:
+            return Attempt("reject", f"the client refuses the URL: {exc}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Attempt("retry", f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
@@ -155,6 +161,17 @@ class CallbackClient:
         if status >= 500 or status == 429:
             return Attempt("retry", f"HTTP {status}", retry_after)
         return Attempt("reject", f"HTTP {status}")
+
+    def _literal_refusal(self, url: str) -> str | None:
+        """aiohttp connects to an address literal without calling the resolver, so the
+        policy is applied here for those."""
+        try:
+            target = parse_callback(url)
+        except AdapterError as exc:
+            return exc.detail
+        if target.address is None:
+            return None
+        return self._policy.refusal(str(target.address), target.port)
 
 
 def _retry_after(value: str | None) -> float | None:

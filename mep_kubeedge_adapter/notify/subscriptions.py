@@ -122,12 +122,29 @@ class SubscriptionService:
                 await self._store.delete(record.id)
                 log.info("subscription_expired", subscription=record.id)
                 continue
+            refusal = await self._refusal_at_start(subscription)
+            if refusal is not None:
+                await self._store.delete(record.id)
+                log.warning("stored_subscription_refused", subscription=record.id, reason=refusal)
+                continue
             self._subscriptions[record.id] = subscription
             self.dispatcher.add(subscription, record.sequence)
         self._update_gauge()
         await self.dispatcher.start()
         self._expiry_task = asyncio.create_task(self._expire_loop(), name="notify-expiry")
         log.info("subscriptions_loaded", count=len(self._subscriptions))
+
+    async def _refusal_at_start(self, subscription: Subscription) -> str | None:
+        """Why a stored callback is no longer acceptable (the allow and deny lists may
+        have changed since it was accepted), or None. A name that does not resolve now is
+        kept: every connection checks it again."""
+        if subscription.callback_reference is None:
+            return None
+        try:
+            await self._policy.check_url(subscription.callback_reference, unresolved_ok=True)
+        except AdapterError as exc:
+            return exc.detail
+        return None
 
     async def stop(self) -> None:
         """Stop expiring and delivering; in-flight callbacks get a short grace."""

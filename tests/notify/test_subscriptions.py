@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.notify.addresses import AddressPolicy
 from mep_kubeedge_adapter.notify.subscriptions import (
     FilteringCriteria,
     SubscriptionRequest,
@@ -271,3 +272,128 @@ async def test_start_drops_expired_and_skips_unreadable_records(
     assert service.dispatcher.sequence("good") == 7
     assert await store.get("old") is None
     assert await store.get("bad") is not None  # kept for a newer adapter that can read it
+
+
+# ------------------------------------------------------- callback guard: every form
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433:9000/notify",  # 127.0.0.1 as one number
+        "http://127.1:9000/notify",  # dotted shorthand
+        "http://0x7f.0.0.1:9000/notify",  # hexadecimal part
+        "http://0177.0.0.1:9000/notify",  # octal part
+        "http://127.0.0.1.:9000/notify",  # trailing dot on an address
+        "http://evil.example\\@127.0.0.1:9000/notify",  # backslash before @
+        "http://evil.example\\.127.0.0.1:9000/notify",
+        "http://user@evil.example@127.0.0.1:9000/notify",  # two @ in the authority
+        "http://exa mple:9000/notify",
+        "http://127.0.0.1:9000/no tify",
+        "http://127.0.0.1:9000/notify\r\nX-Injected: 1",
+        "http://[fe80::1%25eth0]:9000/notify",  # zone id
+        "http://-bad-.example:9000/notify",
+        "http://b\u00fccher.example:9000/notify",  # send IRIs percent/IDNA-encoded
+    ],
+)
+async def test_url_forms_the_delivery_client_would_refuse_are_refused_at_creation(
+    service: SubscriptionService, url: str
+) -> None:
+    detail = await refused(service, url)
+    assert "callbackReference" in detail
+    assert "resolve" not in detail  # refused for its form, before any name lookup
+    assert await service.list() == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000/notify",
+        "https://127.0.0.1:9000/a/b?c=d&e=%20f#frag",
+        "http://[::1]:9000/notify",
+        "http://localhost:9000/notify",
+        "http://LocalHost:9000/notify",
+        "http://user:secret@127.0.0.1:9000/notify",
+    ],
+)
+async def test_well_formed_callback_urls_are_accepted(
+    service: SubscriptionService, url: str
+) -> None:
+    created = await service.create(callback(url))
+    assert created.callback_reference == url
+
+
+async def test_an_address_literal_is_checked_again_when_connecting(
+    service: SubscriptionService, registry: DeviceRegistry, sink: Sink, metrics: Metrics
+) -> None:
+    """aiohttp connects to address literals without resolving, so the delivery client
+    checks them itself: a listener bound after the subscription was made is never called."""
+    add_devices(registry)
+    await service.create(callback(f"http://127.0.0.1:{sink.port}/notify"))
+    consulted = asyncio.Event()
+
+    def own_addresses() -> list[tuple[str, int]]:
+        consulted.set()
+        return [("0.0.0.0", sink.port)]  # the listener took the sink's port
+
+    service.set_own_addresses(own_addresses)
+    report(registry, THERMO, 1, temperature="1")
+    await asyncio.wait_for(consulted.wait(), 3)
+    service.set_own_addresses(lambda: [])
+    report(registry, THERMO, 2, temperature="2")
+    (received,) = await sink.wait_for(1)
+    assert received["sequence"] == 2
+    assert sink.attempts == 1
+    assert sample(metrics, "callback", "retried") == 0
+    assert sample(metrics, "callback", "dropped") == 1
+
+
+def _interface_ipv4_addresses() -> list[str]:
+    """This host's IPv4 interface addresses, read with SIOCGIFADDR (not how the adapter
+    learns them)."""
+    import fcntl
+    import socket
+    import struct
+
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                answer = fcntl.ioctl(probe.fileno(), 0x8915, request)  # SIOCGIFADDR
+            except OSError:
+                continue
+            found.append(socket.inet_ntoa(answer[20:24]))
+    return found
+
+
+async def test_every_address_of_a_wildcard_listener_is_the_adapters_own() -> None:
+    """Bound to 0.0.0.0 the API answers on every interface of the node, whatever the host
+    name resolves to, and on the whole loopback range."""
+    addresses = _interface_ipv4_addresses()
+    assert [a for a in addresses if not a.startswith("127.")], addresses
+    policy = AddressPolicy(["0.0.0.0/0", "::/0"], [])
+    policy.set_own_addresses(lambda: [("0.0.0.0", 8080)])
+    for address in [*addresses, "127.0.0.2", "127.255.255.254"]:
+        with pytest.raises(AdapterError, match="own listener"):
+            await policy.check_url(f"http://{address}:8080/notify")
+        await policy.check_url(f"http://{address}:8081/notify")
+
+
+async def test_stored_callbacks_are_checked_again_at_start(
+    store: SubscriptionStore, service_factory: ServiceFactory
+) -> None:
+    """Allow and deny lists may have changed since a subscription was accepted."""
+
+    def stored(sid: str, url: str) -> StoredSubscription:
+        body = {"subscriptionType": TWIN, "callbackReference": url}
+        return StoredSubscription(sid, body, "http://gw", 1, None, 0)
+
+    await store.create(stored("inside", "http://10.1.2.3:9000/notify"))
+    await store.create(stored("outside", "http://192.0.2.77:9000/notify"))
+    await store.create(stored("metadata", "http://169.254.169.254/latest"))
+    await store.create(stored("shorthand", "http://127.1:9000/notify"))
+    service = await service_factory(api=ApiSettings(callback_networks=["10.0.0.0/8"]))
+    assert [s.id for s in await service.list()] == ["inside"]
+    for gone in ("outside", "metadata", "shorthand"):
+        assert await store.get(gone) is None

@@ -21,8 +21,7 @@ import pytest
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator
 
-from .conftest import NODE, TWIN, Api, edgecore_devices
-from .test_restart import AdapterProcess
+from .conftest import NODE, TWIN, AdapterProcess, Api, edgecore_devices
 
 pytestmark = pytest.mark.integration
 
