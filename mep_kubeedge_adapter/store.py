@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -79,6 +80,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (
+        # Who made each subscription: the token subject that owns it, and whom the
+        # per-caller cap counts it against.
+        "ALTER TABLE subscriptions ADD COLUMN owner TEXT",
+        "ALTER TABLE subscriptions ADD COLUMN caller TEXT NOT NULL DEFAULT ''",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -101,6 +108,10 @@ class StoredSubscription:
     expiry: int | None
     sequence: int
     """The last sequence number assigned (0: none yet)."""
+    owner: str | None = None
+    """The token subject that owns it (None: made without auth)."""
+    caller: str = ""
+    """Whom the per-caller cap counts it against (``Caller.quota_key``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,8 +355,9 @@ class SubscriptionStore:
     @staticmethod
     async def _insert(db: aiosqlite.Connection, record: StoredSubscription) -> None:
         await db.execute(
-            "INSERT INTO subscriptions (id, body, base_url, created, expiry, sequence) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO subscriptions "
+            "(id, body, base_url, created, expiry, sequence, owner, caller) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 json.dumps(record.body, separators=(",", ":")),
@@ -353,13 +365,15 @@ class SubscriptionStore:
                 record.created,
                 record.expiry,
                 record.sequence,
+                record.owner,
+                record.caller,
             ),
         )
         await db.commit()
 
     async def get(self, subscription_id: str) -> StoredSubscription | None:
         async with self._conn().execute(
-            "SELECT id, body, base_url, created, expiry, sequence FROM subscriptions WHERE id = ?",
+            f"SELECT {_COLUMNS} FROM subscriptions WHERE id = ?",
             (subscription_id,),
         ) as cursor:
             row = await cursor.fetchone()
@@ -367,8 +381,7 @@ class SubscriptionStore:
 
     async def list(self) -> builtins.list[StoredSubscription]:
         async with self._conn().execute(
-            "SELECT id, body, base_url, created, expiry, sequence FROM subscriptions "
-            "ORDER BY created, id"
+            f"SELECT {_COLUMNS} FROM subscriptions ORDER BY created, id"
         ) as cursor:
             rows = await cursor.fetchall()
         return [self._with_dirty(_subscription(row)) for row in rows]
@@ -431,9 +444,7 @@ class SubscriptionStore:
         pending = self._dirty.get(record.id)
         if pending is None or pending <= record.sequence:
             return record
-        return StoredSubscription(
-            record.id, record.body, record.base_url, record.created, record.expiry, pending
-        )
+        return dataclasses.replace(record, sequence=pending)
 
     # -------------------------------------------------------------- registrations
 
@@ -475,6 +486,9 @@ class SubscriptionStore:
         return cursor.rowcount > 0
 
 
+_COLUMNS = "id, body, base_url, created, expiry, sequence, owner, caller"
+
+
 def _subscription(row: Any) -> StoredSubscription:
     body = json.loads(row[1])
     return StoredSubscription(
@@ -484,4 +498,6 @@ def _subscription(row: Any) -> StoredSubscription:
         created=int(row[3]),
         expiry=None if row[4] is None else int(row[4]),
         sequence=int(row[5]),
+        owner=None if row[6] is None else str(row[6]),
+        caller=str(row[7]),
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.store import (
+    _MIGRATIONS,
     CRASH_SEQUENCE_GAP,
     SCHEMA_VERSION,
     Registration,
@@ -197,3 +199,25 @@ async def test_a_write_that_fails_is_a_store_error(tmp_path: Path) -> None:
         with pytest.raises(StoreError) as refused:
             await store.create(record("a"))
         assert "UNIQUE" in refused.value.detail
+
+
+async def test_a_version_1_file_is_migrated_and_its_subscriptions_have_no_owner(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in _MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version=1")
+        db.execute(
+            "INSERT INTO subscriptions (id, body, base_url, created, expiry, sequence) "
+            "VALUES ('old', '{}', 'http://gw', 1, NULL, 5)"
+        )
+    db.close()
+    async with SubscriptionStore(path) as store:
+        (loaded,) = await store.list()
+        assert (loaded.owner, loaded.caller, loaded.sequence) == (None, "", 5)
+        await store.create(replace(record("new"), owner="app-a", caller="subject:app-a"))
+        assert await store.get("new") == replace(
+            record("new"), owner="app-a", caller="subject:app-a"
+        )

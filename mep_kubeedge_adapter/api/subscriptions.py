@@ -4,6 +4,11 @@ The subscription engine (``notify``) owns subscriptions, their store and deliver
 handlers decode, call it and encode. While no engine is wired in (``ApiDeps.subscriptions``
 is ``None``) the routes answer 503 problem+json, so the API's shape does not depend on it.
 
+Tenancy: with ``MKA_API__AUTH=jwt`` each subscription belongs to the token subject that
+created it (the app instance id); any other subject gets 404 for it on every route, the
+websocket included, and lists only its own. A token without a subject gets 403. Without
+auth every caller is one tenant.
+
 The websocket route checks the subscription *before* upgrading, so an unknown id is a plain
 404 problem the client can read; after the upgrade the engine owns the socket (and its pings)
 until the subscription ends or the client leaves. Sockets still open at shutdown are closed with 1001
@@ -19,13 +24,13 @@ import structlog
 from aiohttp import WSCloseCode, web
 from pydantic import BaseModel, ValidationError
 
-from mep_kubeedge_adapter.api.auth import WEBSOCKET_BEARER_PROTOCOL
+from mep_kubeedge_adapter.api.auth import CLAIMS, WEBSOCKET_BEARER_PROTOCOL
 from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import links
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
-from mep_kubeedge_adapter.notify.models import Subscription, SubscriptionRequest
+from mep_kubeedge_adapter.notify.models import Caller, Subscription, SubscriptionRequest
 
 log = structlog.get_logger(__name__)
 
@@ -35,19 +40,23 @@ WEBSOCKET = f"{API_BASE}/subscriptions/{{subscription_id}}/websocket"
 
 
 class SubscriptionApi(Protocol):
-    """What the routes need from the subscription engine."""
+    """What the routes need from the subscription engine; ``caller`` scopes each call."""
 
-    async def create(self, request: SubscriptionRequest, *, base_url: str) -> Subscription: ...
+    async def create(
+        self, request: SubscriptionRequest, *, base_url: str, caller: Caller
+    ) -> Subscription: ...
 
-    async def get(self, subscription_id: str) -> Subscription: ...
+    async def get(self, subscription_id: str, *, caller: Caller) -> Subscription: ...
 
-    async def list(self) -> list[Subscription]: ...
+    async def list(self, *, caller: Caller) -> list[Subscription]: ...
 
-    async def delete(self, subscription_id: str) -> None: ...
+    async def delete(self, subscription_id: str, *, caller: Caller) -> None: ...
 
     def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]: ...
 
-    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None: ...
+    async def serve_websocket(
+        self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller
+    ) -> None: ...
 
 
 OPEN_SOCKETS = web.AppKey("open_websockets", set[web.WebSocketResponse])
@@ -58,6 +67,21 @@ def _engine(request: web.Request) -> SubscriptionApi:
     if engine is None:
         raise AdapterError(ErrorKind.UNAVAILABLE, "subscriptions are not available in this adapter")
     return engine
+
+
+def _caller(request: web.Request) -> Caller:
+    """The token's subject with ``auth=jwt`` (each subject a tenant), else one tenant."""
+    address = request.remote or ""
+    if request.app[DEPS].settings.api.auth != "jwt":
+        return Caller(subject=None, address=address)
+    subject = request.get(CLAIMS, {}).get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AdapterError(
+            ErrorKind.FORBIDDEN,
+            "the bearer token names no subject (sub); subscriptions belong to the app "
+            "whose token created them",
+        )
+    return Caller(subject=subject, address=address)
 
 
 def _base(request: web.Request) -> str:
@@ -77,9 +101,10 @@ async def _read_request(request: web.Request) -> SubscriptionRequest:
 
 async def create_subscription(request: web.Request) -> web.Response:
     engine = _engine(request)
+    caller = _caller(request)
     body = await _read_request(request)
     base = _base(request)
-    subscription = await engine.create(body, base_url=base)
+    subscription = await engine.create(body, base_url=base, caller=caller)
     answer = engine.to_json(subscription, base)
     return web.json_response(
         answer, status=201, headers={"Location": answer["_links"]["self"]["href"]}
@@ -89,25 +114,27 @@ async def create_subscription(request: web.Request) -> web.Response:
 async def list_subscriptions(request: web.Request) -> web.Response:
     engine = _engine(request)
     base = _base(request)
-    return web.json_response([engine.to_json(s, base) for s in await engine.list()])
+    listed = await engine.list(caller=_caller(request))
+    return web.json_response([engine.to_json(s, base) for s in listed])
 
 
 async def read_subscription(request: web.Request) -> web.Response:
     engine = _engine(request)
-    subscription = await engine.get(request.match_info["subscription_id"])
+    subscription = await engine.get(request.match_info["subscription_id"], caller=_caller(request))
     return web.json_response(engine.to_json(subscription, _base(request)))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
     engine = _engine(request)
-    await engine.delete(request.match_info["subscription_id"])
+    await engine.delete(request.match_info["subscription_id"], caller=_caller(request))
     return web.Response(status=204)
 
 
 async def subscription_websocket(request: web.Request) -> web.StreamResponse:
     engine = _engine(request)
     subscription_id = request.match_info["subscription_id"]
-    subscription = await engine.get(subscription_id)
+    caller = _caller(request)
+    subscription = await engine.get(subscription_id, caller=caller)
     if not subscription.request_websocket_uri:
         raise AdapterError(
             ErrorKind.NOT_FOUND,
@@ -123,7 +150,7 @@ async def subscription_websocket(request: web.Request) -> web.StreamResponse:
     sockets = request.app[OPEN_SOCKETS]
     sockets.add(ws)
     try:
-        await engine.serve_websocket(subscription_id, ws)
+        await engine.serve_websocket(subscription_id, ws, caller=caller)
     except Exception:
         # After the upgrade there is no HTTP response left to carry a problem.
         log.exception("websocket_delivery_failed", subscription=subscription_id)
@@ -219,6 +246,7 @@ def openapi_paths(
                     {"201": json_response(info, "The new subscription", "Location")},
                     "400",
                     "401",
+                    "403",
                     "413",
                     "415",
                     "503",
@@ -226,10 +254,11 @@ def openapi_paths(
             },
             "get": {
                 "operationId": "listSubscriptions",
-                "summary": "All subscriptions",
+                "summary": "The caller's subscriptions (with JWT: the token subject's own)",
                 "responses": responses(
                     {"200": json_response({"type": "array", "items": info}, "Subscriptions")},
                     "401",
+                    "403",
                     "503",
                 ),
             },
@@ -240,13 +269,15 @@ def openapi_paths(
                 "operationId": "readSubscription",
                 "summary": "One subscription",
                 "responses": responses(
-                    {"200": json_response(info, "The subscription")}, "401", "404", "503"
+                    {"200": json_response(info, "The subscription")}, "401", "403", "404", "503"
                 ),
             },
             "delete": {
                 "operationId": "deleteSubscription",
                 "summary": "Remove a subscription",
-                "responses": responses({"204": {"description": "Removed"}}, "401", "404", "503"),
+                "responses": responses(
+                    {"204": {"description": "Removed"}}, "401", "403", "404", "503"
+                ),
             },
         },
         WEBSOCKET: {
@@ -261,6 +292,7 @@ def openapi_paths(
                 "responses": responses(
                     {"101": {"description": "Switching to the websocket protocol"}},
                     "401",
+                    "403",
                     "404",
                     "426",
                     "503",

@@ -15,6 +15,7 @@ from mep_kubeedge_adapter.notify.render import Selector
 
 __all__ = [
     "API_BASE_PATH",
+    "Caller",
     "FilteringCriteria",
     "Subscription",
     "SubscriptionRequest",
@@ -89,12 +90,38 @@ class SubscriptionRequest(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls the subscription use cases.
+
+    ``subject`` is the verified token's ``sub`` (the app instance id) with
+    ``MKA_API__AUTH=jwt``: each subject is its own tenant. Without auth it is None and
+    every caller is one tenant. ``address`` is the caller's network address.
+    """
+
+    subject: str | None = None
+    address: str = ""
+
+    @property
+    def quota_key(self) -> str:
+        """Whom the per-caller subscription cap counts: the subject, else the address."""
+        if self.subject is not None:
+            return f"subject:{self.subject}"
+        return f"address:{self.address}"
+
+    def owns(self, subscription: Subscription) -> bool:
+        """Whether this caller may see and change ``subscription``."""
+        return self.subject is None or subscription.owner == self.subject
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     """An accepted subscription.
 
     ``created`` is Unix ms; ``base_url`` is the API base the creator used (scheme,
     host and any gateway prefix), kept so notifications link back the way the
-    subscriber reaches the adapter.
+    subscriber reaches the adapter. ``owner`` is the creator's token subject (None
+    when it was created without auth: then no subject owns it); ``caller_key`` is the
+    creator's ``Caller.quota_key``.
     """
 
     id: str
@@ -106,10 +133,19 @@ class Subscription:
     created: int
     base_url: str
     selector: Selector = field(compare=False, repr=False)
+    owner: str | None = None
+    caller_key: str = ""
 
     @classmethod
     def from_request(
-        cls, subscription_id: str, request: SubscriptionRequest, *, created: int, base_url: str
+        cls,
+        subscription_id: str,
+        request: SubscriptionRequest,
+        *,
+        created: int,
+        base_url: str,
+        owner: str | None = None,
+        caller_key: str = "",
     ) -> Subscription:
         criteria = request.filteringCriteria
         return cls(
@@ -128,6 +164,8 @@ class Subscription:
                 properties=frozenset(criteria.properties) if criteria else frozenset(),
                 labels=tuple(sorted(criteria.labels.items())) if criteria else (),
             ),
+            owner=owner,
+            caller_key=caller_key,
         )
 
     @property

@@ -28,6 +28,7 @@ from mep_kubeedge_adapter.notify.addresses import AddressPolicy, OwnAddresses
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.dispatcher import NotificationDispatcher
 from mep_kubeedge_adapter.notify.models import (
+    Caller,
     FilteringCriteria,
     Subscription,
     SubscriptionRequest,
@@ -43,6 +44,8 @@ from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
 from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
+    "THE_ADAPTER",
+    "Caller",
     "DeliverySettings",
     "FilteringCriteria",
     "Subscription",
@@ -55,6 +58,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SUBSCRIPTION_TYPES: tuple[str, ...] = get_args(SubscriptionType)
+
+THE_ADAPTER = Caller()
+"""The caller of internal uses (benchmarks, the demo): no subject, so it sees everything."""
 
 
 def _now_ms() -> int:
@@ -116,7 +122,12 @@ class SubscriptionService:
                 )
                 continue
             subscription = Subscription.from_request(
-                record.id, request, created=record.created, base_url=record.base_url
+                record.id,
+                request,
+                created=record.created,
+                base_url=record.base_url,
+                owner=record.owner,
+                caller_key=record.caller,
             )
             if subscription.expired(now):
                 await self._store.delete(record.id)
@@ -164,9 +175,13 @@ class SubscriptionService:
     # ------------------------------------------------------------------ use cases
 
     async def create(
-        self, request: SubscriptionRequest, *, base_url: str | None = None
+        self,
+        request: SubscriptionRequest,
+        *,
+        base_url: str | None = None,
+        caller: Caller = THE_ADAPTER,
     ) -> Subscription:
-        """Accept a subscription. ``base_url`` is the API base the caller used."""
+        """Accept a subscription for ``caller``. ``base_url`` is the API base the caller used."""
         if request.callbackReference is not None:
             await self._policy.check_url(request.callbackReference)
         now = self._clock()
@@ -178,6 +193,8 @@ class SubscriptionService:
             request,
             created=now,
             base_url=base_url if base_url is not None else self._fallback_base_url(),
+            owner=caller.subject,
+            caller_key=caller.quota_key,
         )
         await self._store.create(
             StoredSubscription(
@@ -187,6 +204,8 @@ class SubscriptionService:
                 created=now,
                 expiry=expiry,
                 sequence=0,
+                owner=subscription.owner,
+                caller=subscription.caller_key,
             )
         )
         self._subscriptions[subscription.id] = subscription
@@ -201,20 +220,27 @@ class SubscriptionService:
         )
         return subscription
 
-    async def get(self, subscription_id: str) -> Subscription:
+    async def get(self, subscription_id: str, *, caller: Caller = THE_ADAPTER) -> Subscription:
+        """The subscription, if ``caller`` owns it (else NOT_FOUND, as if there were none)."""
         subscription = self._subscriptions.get(subscription_id)
-        if subscription is None or subscription.expired(self._clock()):
+        if (
+            subscription is None
+            or subscription.expired(self._clock())
+            or not caller.owns(subscription)
+        ):
             raise AdapterError(ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}")
         return subscription
 
-    async def list(self) -> builtins.list[Subscription]:
-        """Live subscriptions, oldest first."""
+    async def list(self, *, caller: Caller = THE_ADAPTER) -> builtins.list[Subscription]:
+        """``caller``'s live subscriptions, oldest first."""
         now = self._clock()
-        return [s for s in self._subscriptions.values() if not s.expired(now)]
+        return [s for s in self._subscriptions.values() if not s.expired(now) and caller.owns(s)]
 
-    async def delete(self, subscription_id: str) -> None:
-        if self._subscriptions.pop(subscription_id, None) is None:
+    async def delete(self, subscription_id: str, *, caller: Caller = THE_ADAPTER) -> None:
+        subscription = self._subscriptions.get(subscription_id)
+        if subscription is None or not caller.owns(subscription):
             raise AdapterError(ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}")
+        del self._subscriptions[subscription_id]
         self.dispatcher.remove(subscription_id)
         await self._store.delete(subscription_id)
         self._update_gauge()
@@ -241,7 +267,9 @@ class SubscriptionService:
             body["websocketUri"] = websocket_uri(base_url, subscription.id)
         return body
 
-    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None:
+    async def serve_websocket(
+        self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller = THE_ADAPTER
+    ) -> None:
         """Deliver a subscription's notifications on a prepared websocket until it closes.
 
         Returns when the client closes, the subscription goes away (close 1000) or
@@ -250,7 +278,11 @@ class SubscriptionService:
         ``get()`` before upgrading to answer 404 instead.
         """
         subscription = self._subscriptions.get(subscription_id)
-        if subscription is None or not subscription.request_websocket_uri:
+        if (
+            subscription is None
+            or not subscription.request_websocket_uri
+            or not caller.owns(subscription)
+        ):
             await ws.close(
                 code=POLICY_VIOLATION, message=b"no websocket delivery for this subscription"
             )

@@ -42,11 +42,18 @@ from mep_kubeedge_adapter.domain import (
     PropertySpec,
     TwinValue,
 )
-from mep_kubeedge_adapter.notify.models import Subscription, SubscriptionRequest, subscription_href
-from mep_kubeedge_adapter.notify.subscriptions import websocket_uri
+from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
+from mep_kubeedge_adapter.notify.models import (
+    Caller,
+    Subscription,
+    SubscriptionRequest,
+    subscription_href,
+)
+from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService, websocket_uri
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
 from mep_kubeedge_adapter.settings import ApiSettings, Settings
+from mep_kubeedge_adapter.store import SubscriptionStore
 from mep_kubeedge_adapter.usecases import DesiredWriter
 
 ISSUER = "mepauth"
@@ -156,26 +163,26 @@ class InMemorySubscriptions:
     def __init__(self) -> None:
         self._items: dict[str, Subscription] = {}
 
-    async def create(self, request: SubscriptionRequest, *, base_url: str) -> Subscription:
+    async def create(
+        self, request: SubscriptionRequest, *, base_url: str, caller: Caller
+    ) -> Subscription:
         subscription = Subscription.from_request(
-            uuid.uuid4().hex, request, created=NOW_MS, base_url=base_url
+            uuid.uuid4().hex, request, created=NOW_MS, base_url=base_url, owner=caller.subject
         )
         self._items[subscription.id] = subscription
         return subscription
 
-    async def get(self, subscription_id: str) -> Subscription:
-        try:
-            return self._items[subscription_id]
-        except KeyError:
-            raise AdapterError(
-                ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}"
-            ) from None
+    async def get(self, subscription_id: str, *, caller: Caller) -> Subscription:
+        subscription = self._items.get(subscription_id)
+        if subscription is None or not caller.owns(subscription):
+            raise AdapterError(ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}")
+        return subscription
 
-    async def list(self) -> list[Subscription]:
-        return list(self._items.values())
+    async def list(self, *, caller: Caller) -> list[Subscription]:
+        return [s for s in self._items.values() if caller.owns(s)]
 
-    async def delete(self, subscription_id: str) -> None:
-        await self.get(subscription_id)
+    async def delete(self, subscription_id: str, *, caller: Caller) -> None:
+        await self.get(subscription_id, caller=caller)
         del self._items[subscription_id]
 
     def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]:
@@ -185,7 +192,9 @@ class InMemorySubscriptions:
             body["websocketUri"] = websocket_uri(base_url, subscription.id)
         return body
 
-    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None:
+    async def serve_websocket(
+        self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller
+    ) -> None:
         await ws.close()
 
 
@@ -206,6 +215,7 @@ class KeyPair:
             "clientip": "127.0.0.1",
         }
         body.update(claims)
+        body = {name: value for name, value in body.items() if value is not None}
         return jwt.encode(body, self.private_pem, algorithm="RS512")
 
 
@@ -420,3 +430,21 @@ async def make_harness(
 @pytest.fixture
 async def harness(make_harness: HarnessFactory) -> ApiHarness:
     return await make_harness()
+
+
+@pytest.fixture
+async def engine(registry: DeviceRegistry, tmp_path: Path) -> AsyncIterator[SubscriptionService]:
+    store = SubscriptionStore(tmp_path / "state.sqlite3")
+    await store.open()
+    service = SubscriptionService(
+        store,
+        registry,
+        Metrics(),
+        ApiSettings(),
+        delivery=DeliverySettings(heartbeat=5.0, shutdown_grace=0.1),
+        local_addresses=lambda: ["127.0.0.1"],
+    )
+    await service.start()
+    yield service
+    await service.stop()
+    await store.close()

@@ -6,17 +6,11 @@ decoder's recursion, numbers the store cannot hold, a float EdgeCore would refus
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from mep_kubeedge_adapter.domain import DeviceId, TwinValue
-from mep_kubeedge_adapter.notify import DeliverySettings, SubscriptionService
-from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.notify import SubscriptionService
 from mep_kubeedge_adapter.registry import DeviceRegistry, TwinState
-from mep_kubeedge_adapter.settings import ApiSettings
-from mep_kubeedge_adapter.store import SubscriptionStore
 from tests.api.conftest import ApiHarness, HarnessFactory, RecordingWriter
 from tests.api.test_iots import Iots, _serve
 
@@ -33,23 +27,8 @@ def _deep_in(prefix: bytes, suffix: bytes) -> bytes:
 
 
 @pytest.fixture
-async def subscribed(
-    make_harness: HarnessFactory, registry: DeviceRegistry, tmp_path: Path
-) -> AsyncIterator[ApiHarness]:
-    async with SubscriptionStore(tmp_path / "state.sqlite3") as store:
-        engine = SubscriptionService(
-            store,
-            registry,
-            Metrics(),
-            ApiSettings(),
-            delivery=DeliverySettings(shutdown_grace=0.1),
-            local_addresses=lambda: ["127.0.0.1"],
-        )
-        await engine.start()
-        try:
-            yield await make_harness(subscriptions=engine)
-        finally:
-            await engine.stop()
+async def subscribed(make_harness: HarnessFactory, engine: SubscriptionService) -> ApiHarness:
+    return await make_harness(subscriptions=engine)
 
 
 @pytest.mark.parametrize(

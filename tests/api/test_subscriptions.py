@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from mep_kubeedge_adapter.notify import DeliverySettings, SubscriptionService
-from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.registry import DeviceRegistry
-from mep_kubeedge_adapter.settings import ApiSettings
-from mep_kubeedge_adapter.store import SubscriptionStore
+from mep_kubeedge_adapter.notify import SubscriptionService
+from mep_kubeedge_adapter.notify.models import Caller
 from tests.api.conftest import ApiHarness, HarnessFactory, InMemorySubscriptions, KeyPair
 
 BASE = "/kubeedge_devices/v1"
@@ -27,24 +22,6 @@ WEBSOCKET_ONLY = {
     "requestWebsocketUri": True,
     "filteringCriteria": {"devices": ["default/thermo-1"], "properties": ["setpoint"]},
 }
-
-
-@pytest.fixture
-async def engine(registry: DeviceRegistry, tmp_path: Path) -> AsyncIterator[SubscriptionService]:
-    store = SubscriptionStore(tmp_path / "state.sqlite3")
-    await store.open()
-    service = SubscriptionService(
-        store,
-        registry,
-        Metrics(),
-        ApiSettings(),
-        delivery=DeliverySettings(heartbeat=5.0, shutdown_grace=0.1),
-        local_addresses=lambda: ["127.0.0.1"],
-    )
-    await service.start()
-    yield service
-    await service.stop()
-    await store.close()
 
 
 @pytest.fixture
@@ -232,7 +209,9 @@ async def test_routes_answer_503_without_a_subscription_engine(harness: ApiHarne
 
 
 class CrashingDelivery(InMemorySubscriptions):
-    async def serve_websocket(self, subscription_id: str, ws: web.WebSocketResponse) -> None:
+    async def serve_websocket(
+        self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller
+    ) -> None:
         raise RuntimeError("delivery broke")
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy
+from mep_kubeedge_adapter.notify.models import Caller
 from mep_kubeedge_adapter.notify.subscriptions import (
     FilteringCriteria,
     SubscriptionRequest,
@@ -397,3 +398,31 @@ async def test_stored_callbacks_are_checked_again_at_start(
     assert [s.id for s in await service.list()] == ["inside"]
     for gone in ("outside", "metadata", "shorthand"):
         assert await store.get(gone) is None
+
+
+async def test_ownership_survives_a_restart(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    path = tmp_path / "owners.sqlite3"
+    app_a = Caller(subject="app-a", address="10.0.0.1")
+    app_b = Caller(subject="app-b", address="10.0.0.1")
+    async with SubscriptionStore(path) as store:
+        service = await service_factory(store_=store)
+        created = await service.create(callback("http://127.0.0.1:9/n"), caller=app_a)
+        await service.stop()
+    async with SubscriptionStore(path) as reopened:
+        restarted = await service_factory(store_=reopened)
+        assert await restarted.get(created.id, caller=app_a) == created
+        assert created.owner == "app-a"
+        with pytest.raises(AdapterError) as other:
+            await restarted.get(created.id, caller=app_b)
+        assert other.value.kind is ErrorKind.NOT_FOUND
+        assert await restarted.list(caller=app_b) == []
+        with pytest.raises(AdapterError):
+            await restarted.delete(created.id, caller=app_b)
+        assert [s.id for s in await restarted.list(caller=app_a)] == [created.id]
+        # Without auth (no subject) every caller is one tenant and sees it.
+        assert [s.id for s in await restarted.list(caller=Caller(address="10.9.9.9"))] == [
+            created.id
+        ]
+        await restarted.stop()
