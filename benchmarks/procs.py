@@ -342,12 +342,15 @@ async def memory(broker_url: str, devices: int, properties: int, subscriptions: 
     Devices become members through the registry; their twins arrive as EdgeCore twin
     documents (JSON payloads) through the EventBus client's ``handle``, which decodes
     and applies them exactly as received messages. Subscriptions are created through
-    ``SubscriptionService.create`` (SQLite store, dispatcher feeds).
+    ``SubscriptionService.create`` (SQLite store, dispatcher feeds) by ten apps (token
+    subjects), as many as the default limits let them: websocket-only, on every device,
+    never attached, so they park what they get. Then changes arrive until the pending
+    budget is spent and more: the RSS with every cap reached.
     """
     import tempfile
 
-    from mep_kubeedge_adapter.domain import DeviceId
-    from mep_kubeedge_adapter.notify.models import SubscriptionRequest
+    from mep_kubeedge_adapter.domain import AdapterError, DeviceId
+    from mep_kubeedge_adapter.notify.models import Caller, SubscriptionRequest
     from mep_kubeedge_adapter.observability import configure_logging
     from mep_kubeedge_adapter.service import Adapter
     from mep_kubeedge_adapter.settings import Settings
@@ -390,19 +393,53 @@ async def memory(broker_url: str, devices: int, properties: int, subscriptions: 
         properties_held = adapter.registry.property_count()
         gc.collect()
         filled = _rss_kib()
+        request = SubscriptionRequest.model_validate(
+            {"subscriptionType": "DeviceTwinChangeSubscription", "requestWebsocketUri": True}
+        )
+        apps = max(1, subscriptions // settings.notify.max_subscriptions_per_caller)
         for index in range(subscriptions):
-            request = SubscriptionRequest.model_validate(
-                {
-                    "subscriptionType": "DeviceTwinChangeSubscription",
-                    "callbackReference": f"http://127.0.0.1:9/notify/{index}",
-                    "filteringCriteria": {"devices": [f"default/device-{index % devices:05d}"]},
-                }
+            await adapter.subscriptions.create(
+                request,
+                base_url="http://127.0.0.1:8080",
+                caller=Caller(subject=f"app-{index % apps}"),
             )
-            await adapter.subscriptions.create(request, base_url="http://127.0.0.1:8080")
+        refused = 0
+        try:
+            await adapter.subscriptions.create(request, caller=Caller(subject="one-more"))
+        except AdapterError:
+            refused = 1
         await adapter.store.flush_sequences()
         gc.collect()
         total = _rss_kib()
         held = len(adapter.registry)
+
+        # Every subscription matches every change; each change parks one notice in each.
+        dispatcher = adapter.subscriptions.dispatcher
+        budget = settings.notify.max_pending_total
+        changes = 0
+        highest = 0
+        while changes < 2 * budget // max(1, subscriptions) + 1:
+            index = changes % devices
+            name = names[changes % properties]
+            twin = {
+                name: {
+                    "current": {
+                        "actual": {"value": str(-changes), "metadata": {"timestamp": now + 1}},
+                        "optional": True,
+                        "metadata": {"type": "int"},
+                    }
+                }
+            }
+            payload = json.dumps({"event_id": "", "timestamp": now, "twin": twin}).encode()
+            adapter.eventbus.handle(
+                f"$hw/events/device/default/device-{index:05d}/twin/update/document", payload
+            )
+            changes += 1
+            highest = max(highest, dispatcher.pending_total)
+        await adapter.store.flush_sequences()
+        gc.collect()
+        capped = _rss_kib()
+        pending = dispatcher.pending_total
     print(
         json.dumps(
             {
@@ -410,9 +447,16 @@ async def memory(broker_url: str, devices: int, properties: int, subscriptions: 
                 "empty_kib": empty,
                 "filled_kib": filled,
                 "total_kib": total,
+                "capped_kib": capped,
                 "devices": held,
                 "properties": properties_held,
                 "subscriptions": subscriptions,
+                "apps": apps,
+                "refused": refused,
+                "changes": changes,
+                "pending": pending,
+                "highest_pending": highest,
+                "pending_budget": budget,
             }
         )
     )

@@ -209,6 +209,8 @@ class ErrorKind(Enum):
     CONFLICT = "conflict"
     PRECONDITION_FAILED = "precondition-failed"
     FORBIDDEN = "forbidden"
+    QUOTA_EXCEEDED = "quota-exceeded"
+    """A limit on what a caller may hold (subscriptions) is reached: 403."""
     UNAUTHORIZED = "unauthorized"
     TOO_LARGE = "too-large"
     UPSTREAM_REJECTED = "upstream-rejected"

@@ -8,7 +8,10 @@ process. Components receive the ``Metrics`` object; none creates metrics of its 
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -79,6 +82,11 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.notifications_pending = Gauge(
+            "mka_notifications_pending",
+            "notifications waiting for delivery, all subscribers together",
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "mka_subscriptions", "active subscriptions, by type", ["type"], registry=r
         )
@@ -128,6 +136,32 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LogThrottle:
+    """One log line per ``interval`` seconds at most for an event that can recur without end
+    (a flood of bad input, a subscriber dropping notices); metrics count every occurrence.
+
+    ``note(n)`` adds ``n`` occurrences and answers how many the line to write now stands
+    for, or 0 to stay quiet. The first occurrence is logged at once.
+    """
+
+    __slots__ = ("_clock", "_interval", "_last", "_pending")
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last = -math.inf
+        self._pending = 0
+
+    def note(self, count: int = 1) -> int:
+        self._pending += count
+        now = self._clock()
+        if now - self._last < self._interval:
+            return 0
+        self._last = now
+        folded, self._pending = self._pending, 0
+        return folded
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:

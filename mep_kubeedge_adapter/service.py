@@ -25,7 +25,7 @@ from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
-from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
+from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import Settings, public_url
@@ -81,6 +81,12 @@ class Adapter:
                 request_timeout=settings.notify.request_timeout,
                 backoff_base=settings.notify.retry_base,
                 backoff_cap=settings.notify.retry_cap,
+                max_pending_total=settings.notify.max_pending_total,
+                max_sockets_per_subscription=settings.notify.max_sockets_per_subscription,
+            ),
+            limits=SubscriptionLimits(
+                total=settings.notify.max_subscriptions,
+                per_caller=settings.notify.max_subscriptions_per_caller,
             ),
         )
         self.registrar: Registrar | None = None

@@ -184,11 +184,31 @@ class NotifySettings(_Group):
     retry_cap: float = Field(
         30.0, gt=0, description="longest wait between callback retries (and for Retry-After)"
     )
+    max_subscriptions: int = Field(
+        1000, ge=1, description="subscriptions the adapter holds in all; beyond: 403"
+    )
+    max_subscriptions_per_caller: int = Field(
+        100,
+        ge=1,
+        description="subscriptions one caller holds (the token subject; without auth the "
+        "client address); beyond: 403",
+    )
+    max_pending_total: int = Field(
+        100_000,
+        ge=1,
+        description="pending notifications of all subscribers together; beyond it the "
+        "backlogs above their fair share drop their oldest",
+    )
+    max_sockets_per_subscription: int = Field(
+        4, ge=1, description="websockets attached to one subscription at a time"
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> NotifySettings:
         if self.max_pending < self.coalesce_after:
             raise ValueError("max_pending must be at least coalesce_after")
+        if self.max_subscriptions_per_caller > self.max_subscriptions:
+            raise ValueError("max_subscriptions_per_caller must be at most max_subscriptions")
         if self.retry_cap < self.retry_base:
             raise ValueError("retry_cap must be at least retry_base")
         return self

@@ -37,6 +37,7 @@ STATUS_BY_KIND: Mapping[ErrorKind, int] = {
     ErrorKind.INVALID: 400,
     ErrorKind.UNAUTHORIZED: 401,
     ErrorKind.FORBIDDEN: 403,
+    ErrorKind.QUOTA_EXCEEDED: 403,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.PRECONDITION_FAILED: 412,
@@ -49,7 +50,7 @@ STATUS_BY_KIND: Mapping[ErrorKind, int] = {
 """The one mapping from error kinds to HTTP statuses."""
 
 _KIND_BY_STATUS: Mapping[int, str] = {
-    **{status: kind.value for kind, status in STATUS_BY_KIND.items()},
+    **{status: kind.value for kind, status in list(STATUS_BY_KIND.items())[::-1]},
     405: "method-not-allowed",
     406: "not-acceptable",
     415: "unsupported-media-type",
@@ -64,8 +65,10 @@ REQUEST_ID = web.RequestKey("request_id", str)
 """Set by the request-id middleware; problems carry it so callers can quote it."""
 
 
-def problem_type(status: int) -> str:
-    """The ``type`` URI for a status (an error kind's value when one maps to it)."""
+def problem_type(status: int, kind: ErrorKind | None = None) -> str:
+    """The ``type`` URI: the error kind's value, else the first kind mapped to the status."""
+    if kind is not None:
+        return PROBLEM_TYPE_PREFIX + kind.value
     return PROBLEM_TYPE_PREFIX + _KIND_BY_STATUS.get(status, str(status))
 
 
@@ -76,10 +79,11 @@ def problem_response(
     *,
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
+    kind: ErrorKind | None = None,
 ) -> web.Response:
     """A problem+json response for ``request``."""
     body: dict[str, Any] = {
-        "type": problem_type(status),
+        "type": problem_type(status, kind),
         "title": title or _phrase(status),
         "status": status,
         "detail": detail,
@@ -132,7 +136,9 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             log.warning("request_failed_upstream", kind=exc.kind.value, detail=exc.detail)
-        return problem_response(request, status, exc.detail, title=exc.title, headers=headers)
+        return problem_response(
+            request, status, exc.detail, title=exc.title, headers=headers, kind=exc.kind
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

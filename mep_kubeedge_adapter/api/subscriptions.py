@@ -229,6 +229,27 @@ def openapi_paths(
 ) -> dict[str, Any]:
     """The subscription operations, built with ``openapi.py``'s response helpers."""
     info = {"$ref": "#/components/schemas/SubscriptionInfo"}
+    paths = _subscription_paths(responses, json_response, subscription_id, info)
+    for path in paths.values():
+        for name, operation in path.items():
+            if name != "parameters":
+                operation["responses"]["403"]["description"] = _FORBIDDEN
+    return paths
+
+
+_FORBIDDEN = (
+    "With MKA_API__AUTH=jwt, a token that names no subject (sub); on create, a limit "
+    "reached (type urn:mka:problem:quota-exceeded: MKA_NOTIFY__MAX_SUBSCRIPTIONS or "
+    "MKA_NOTIFY__MAX_SUBSCRIPTIONS_PER_CALLER)"
+)
+
+
+def _subscription_paths(
+    responses: Callable[..., dict[str, Any]],
+    json_response: Callable[..., dict[str, Any]],
+    subscription_id: dict[str, Any],
+    info: dict[str, Any],
+) -> dict[str, Any]:
     return {
         SUBSCRIPTIONS: {
             "post": {

@@ -36,10 +36,10 @@ from aiohttp.resolver import ThreadedResolver
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import AdapterError
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy, parse_callback
-from mep_kubeedge_adapter.notify.backlog import Backlog
+from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Notice, render
-from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.observability import LogThrottle, Metrics
 
 __all__ = ["Attempt", "CallbackChannel", "CallbackClient", "DeliverySettings", "RefusedAddress"]
 
@@ -56,9 +56,12 @@ class DeliverySettings:
     """Pending notices per subscriber before coalescing starts."""
     max_pending: int = 2000
     """Hard bound of pending notices per subscriber; beyond it the oldest is dropped."""
+    max_pending_total: int = 100_000
+    """Pending notices of all subscribers together (``PendingBudget``)."""
+    max_sockets_per_subscription: int = 4
     max_attempts: int = 10
     max_age: float = 600.0
-    """Seconds a notice may wait for delivery before it is dropped."""
+    """Seconds a notice may wait for delivery (or parked for a websocket) before it is dropped."""
     request_timeout: float = 10.0
     connect_timeout: float = 5.0
     backoff_base: float = 0.5
@@ -196,6 +199,8 @@ class CallbackChannel:
         *,
         clock: Callable[[], int],
         stopping: asyncio.Event,
+        budget: PendingBudget | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         assert subscription.callback_reference is not None
         self._subscription = subscription
@@ -206,8 +211,12 @@ class CallbackChannel:
         self._clock = clock
         self._stopping = stopping
         self._cancelled = asyncio.Event()
+        self._monotonic = monotonic
+        self._full_log = LogThrottle()
         self._backlog = Backlog(
-            coalesce_after=settings.coalesce_after, max_pending=settings.max_pending
+            coalesce_after=settings.coalesce_after,
+            max_pending=settings.max_pending,
+            budget=budget,
         )
         self._worker: asyncio.Task[None] | None = None
 
@@ -223,13 +232,14 @@ class CallbackChannel:
         result = self._backlog.push(notice)
         self._count("coalesced", result.coalesced)
         self._count("dropped", result.dropped)
-        if result.dropped:
+        folded = self._full_log.note(result.dropped) if result.dropped else 0
+        if folded:
             log.warning(
                 "notification_dropped",
                 channel=CHANNEL,
                 subscription=self._subscription.id,
                 reason="backlog full",
-                count=result.dropped,
+                count=folded,
             )
         if self._stopping.is_set() or self._cancelled.is_set():
             return
@@ -324,7 +334,7 @@ class CallbackChannel:
             return "shutting down"
         if self._subscription.expired(self._clock()):
             return "subscription expired"
-        if time.monotonic() - notice.enqueued > self._settings.max_age:
+        if self._monotonic() - notice.enqueued > self._settings.max_age:
             return "too old"
         return None
 

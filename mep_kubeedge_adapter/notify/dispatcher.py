@@ -7,6 +7,8 @@ here, at enqueue time, so a notice coalesced or dropped later leaves a visible
 gap) and hands it to the subscription's callback channel and websocket fan-out.
 Nothing awaits, and each match costs O(1) besides the notice itself; all sending
 happens in per-subscription tasks, so one slow subscriber never holds up another.
+Every backlog draws on one ``PendingBudget`` (``max_pending_total``), exposed as the
+``mka_notifications_pending`` gauge.
 
 Shutdown (``stop``): stop listening, close websockets with 1001, let in-flight
 callbacks finish within ``shutdown_grace``, count what is left as dropped, close
@@ -31,6 +33,7 @@ from mep_kubeedge_adapter.domain import (
     TwinChanged,
 )
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy
+from mep_kubeedge_adapter.notify.backlog import PendingBudget
 from mep_kubeedge_adapter.notify.callbacks import CallbackChannel, CallbackClient, DeliverySettings
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Notice, event_device_id, select
@@ -77,10 +80,14 @@ class NotificationDispatcher:
         settings: DeliverySettings | None = None,
         on_sequence: SequenceSink | None = None,
         clock: Callable[[], int],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
         self._settings = settings or DeliverySettings()
+        self._monotonic = monotonic
+        self._budget = PendingBudget(self._settings.max_pending_total)
+        metrics.notifications_pending.set_function(lambda: self._budget.used)
         self._client = CallbackClient(policy, self._settings)
         self._on_sequence = on_sequence or (lambda _id, _seq: None)
         self._clock = clock
@@ -147,6 +154,8 @@ class NotificationDispatcher:
                 self._metrics,
                 clock=self._clock,
                 stopping=self._stopping,
+                budget=self._budget,
+                monotonic=self._monotonic,
             )
             if subscription.callback_reference
             else None
@@ -158,6 +167,8 @@ class NotificationDispatcher:
                 self._metrics,
                 park=callback is None,
                 clock=self._clock,
+                budget=self._budget,
+                monotonic=self._monotonic,
             )
             if subscription.request_websocket_uri
             else None
@@ -176,6 +187,17 @@ class NotificationDispatcher:
             feed.callback.cancel()
         if feed.websockets is not None:
             feed.websockets.close(NORMAL_CLOSURE, reason)
+
+    def expire_parked(self) -> None:
+        """Drop notices parked longer than ``max_age`` for websockets that never attached."""
+        for feed in self._feeds.values():
+            if feed.websockets is not None:
+                feed.websockets.expire_parked()
+
+    @property
+    def pending_total(self) -> int:
+        """Notices waiting in every backlog together."""
+        return self._budget.used
 
     def sequence(self, subscription_id: str) -> int | None:
         """The last sequence assigned to a subscription."""
@@ -224,7 +246,7 @@ class NotificationDispatcher:
             else None
         )
         now_ms = self._clock()
-        enqueued = time.monotonic()
+        enqueued = self._monotonic()
         for feed in feeds.values():
             subscription = feed.subscription
             if subscription.expired(now_ms):

@@ -6,8 +6,15 @@ so they survive restarts, removes expired ones periodically, keeps the
 ``mka_subscriptions`` gauge, and owns the ``NotificationDispatcher`` that
 delivers their notifications.
 
+Bounds (``SubscriptionLimits``): the adapter holds at most ``total`` subscriptions, and
+each caller (``Caller.quota_key``: the token subject, without auth the client address)
+at most ``per_caller``; they are checked before anything else is done for a request.
+Subscriptions loaded at start all stay, even beyond lowered limits; new ones wait until
+the count is below them again.
+
 Errors are ``AdapterError``: INVALID for a refused callback URL or a past expiry,
-NOT_FOUND for an unknown id.
+NOT_FOUND for an unknown id (or one the caller does not own), QUOTA_EXCEEDED beyond a
+limit.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import asyncio
 import builtins
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, get_args
 
 import structlog
@@ -49,6 +58,7 @@ __all__ = [
     "DeliverySettings",
     "FilteringCriteria",
     "Subscription",
+    "SubscriptionLimits",
     "SubscriptionRequest",
     "SubscriptionService",
     "SubscriptionType",
@@ -67,6 +77,14 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionLimits:
+    """How many subscriptions the adapter holds (``total``) and one caller may hold."""
+
+    total: int = 1000
+    per_caller: int = 100
+
+
 class SubscriptionService:
     """Create, read, list and delete subscriptions; deliver their notifications.
 
@@ -83,11 +101,17 @@ class SubscriptionService:
         *,
         delivery: DeliverySettings | None = None,
         clock: Callable[[], int] = _now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
         expiry_interval: float = 2.0,
         fallback_base_url: Callable[[], str] | None = None,
         local_addresses: Callable[[], Iterable[str]] | None = None,
+        limits: SubscriptionLimits | None = None,
     ) -> None:
         self._store = store
+        self._limits = limits or SubscriptionLimits()
+        self._held: Counter[str] = Counter()
+        """Subscriptions held (and being created) per ``Caller.quota_key``."""
+        self._held_total = 0
         self._metrics = metrics
         self._clock = clock
         self._expiry_interval = expiry_interval
@@ -102,6 +126,7 @@ class SubscriptionService:
             settings=delivery,
             on_sequence=store.note_sequence,
             clock=clock,
+            monotonic=monotonic,
         )
         self._subscriptions: dict[str, Subscription] = {}
         self._expiry_task: asyncio.Task[None] | None = None
@@ -139,7 +164,15 @@ class SubscriptionService:
                 log.warning("stored_subscription_refused", subscription=record.id, reason=refusal)
                 continue
             self._subscriptions[record.id] = subscription
+            self._hold(subscription.caller_key)
             self.dispatcher.add(subscription, record.sequence)
+        if self._held_total > self._limits.total:
+            log.warning(
+                "subscriptions_above_limit",
+                held=self._held_total,
+                limit=self._limits.total,
+                detail="all are kept; new ones are refused until fewer are held",
+            )
         self._update_gauge()
         await self.dispatcher.start()
         self._expiry_task = asyncio.create_task(self._expire_loop(), name="notify-expiry")
@@ -182,6 +215,16 @@ class SubscriptionService:
         caller: Caller = THE_ADAPTER,
     ) -> Subscription:
         """Accept a subscription for ``caller``. ``base_url`` is the API base the caller used."""
+        self._reserve(caller)
+        try:
+            return await self._create(request, base_url, caller)
+        except BaseException:
+            self._release(caller.quota_key)
+            raise
+
+    async def _create(
+        self, request: SubscriptionRequest, base_url: str | None, caller: Caller
+    ) -> Subscription:
         if request.callbackReference is not None:
             await self._policy.check_url(request.callbackReference)
         now = self._clock()
@@ -241,6 +284,7 @@ class SubscriptionService:
         if subscription is None or not caller.owns(subscription):
             raise AdapterError(ErrorKind.NOT_FOUND, f"no subscription {subscription_id!r}")
         del self._subscriptions[subscription_id]
+        self._release(subscription.caller_key)
         self.dispatcher.remove(subscription_id)
         await self._store.delete(subscription_id)
         self._update_gauge()
@@ -251,8 +295,9 @@ class SubscriptionService:
         now = self._clock()
         expired = [sid for sid, s in self._subscriptions.items() if s.expired(now)]
         for sid in expired:
-            del self._subscriptions[sid]
+            self._release(self._subscriptions.pop(sid).caller_key)
             self.dispatcher.remove(sid, reason="subscription expired")
+        self.dispatcher.expire_parked()
         stored = await self._store.expire_before(now)
         if expired or stored:
             self._update_gauge()
@@ -299,6 +344,35 @@ class SubscriptionService:
                 await self.expire()
             except Exception as exc:
                 log.error("subscription_expiry_failed", exc_info=exc)
+
+    def _reserve(self, caller: Caller) -> None:
+        """Count a subscription about to be made, or refuse it beyond a limit."""
+        key = caller.quota_key
+        if self._held[key] >= self._limits.per_caller:
+            raise AdapterError(
+                ErrorKind.QUOTA_EXCEEDED,
+                f"this caller holds its maximum of {self._limits.per_caller} subscriptions "
+                "(MKA_NOTIFY__MAX_SUBSCRIPTIONS_PER_CALLER); delete one first",
+                title="Subscription limit reached",
+            )
+        if self._held_total >= self._limits.total:
+            raise AdapterError(
+                ErrorKind.QUOTA_EXCEEDED,
+                f"the adapter holds its maximum of {self._limits.total} subscriptions "
+                "(MKA_NOTIFY__MAX_SUBSCRIPTIONS)",
+                title="Subscription limit reached",
+            )
+        self._hold(key)
+
+    def _hold(self, key: str) -> None:
+        self._held[key] += 1
+        self._held_total += 1
+
+    def _release(self, key: str) -> None:
+        self._held_total -= 1
+        self._held[key] -= 1
+        if self._held[key] <= 0:
+            del self._held[key]
 
     def _update_gauge(self) -> None:
         counts = dict.fromkeys(SUBSCRIPTION_TYPES, 0)

@@ -3,9 +3,11 @@
 Each attached socket has its own ``Backlog``, so a slow reader falls behind alone
 and is coalesced or trimmed by the same bounds as a callback. With no socket
 attached, a websocket-only subscription parks its notifications in one backlog
-(same bounds) and the next socket to attach receives them first; a subscription
-that also has a callback keeps nothing for absent sockets, the callback being its
-durable channel.
+(same bounds) and the next socket to attach receives them first; parked notices
+older than ``max_age`` expire (``expire_parked``), so a socket that never attaches
+costs nothing for long. A subscription that also has a callback keeps nothing for
+absent sockets, the callback being its durable channel. At most
+``max_sockets_per_subscription`` sockets attach at a time; another is closed with 1008.
 
 Frames are JSON text, the same body as the callback POST. The socket is pinged
 whenever nothing was sent for ``heartbeat`` seconds, so idle intermediaries keep
@@ -18,17 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import WSCloseCode, web
 
-from mep_kubeedge_adapter.notify.backlog import Backlog, PushResult
+from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget, PushResult
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Notice, render
-from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.observability import LogThrottle, Metrics
 from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = ["WebsocketFanout"]
@@ -55,12 +58,17 @@ class WebsocketFanout:
         *,
         park: bool,
         clock: Callable[[], int],
+        budget: PendingBudget | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._subscription = subscription
         self._settings = settings
         self._metrics = metrics
         self._park = park
         self._clock = clock
+        self._budget = budget
+        self._monotonic = monotonic
+        self._drop_log = LogThrottle()
         self._parked: Backlog | None = self._new_backlog() if park else None
         self._attached: list[_Attached] = []
         self._closing: tuple[int, str] | None = None
@@ -83,17 +91,29 @@ class WebsocketFanout:
             return
         if self._attached:
             for attached in self._attached:
-                self._account(attached.backlog.push(notice))
+                self._account(attached.backlog.push(notice), "backlog full")
                 attached.wake.set()
         elif self._parked is not None:
-            self._account(self._parked.push(notice))
+            self._account(self._parked.push(notice), "backlog full")
 
     def close(self, code: int, message: str) -> None:
-        """Ask every attached socket to close with ``code``; later attachments are refused."""
+        """Ask every attached socket to close with ``code``; later attachments are refused.
+
+        What is parked is forgotten: nobody can attach to receive it any more."""
         if self._closing is None:
             self._closing = (code, message)
+        if self._parked is not None:
+            self._parked.drain()
         for attached in self._attached:
             attached.wake.set()
+
+    def expire_parked(self) -> None:
+        """Drop parked notices older than ``max_age`` (counted): no socket came for them."""
+        if self._parked is None or self._attached:
+            return
+        expired = self._parked.drop_older_than(self._monotonic() - self._settings.max_age)
+        if expired:
+            self._account(PushResult(dropped=expired), "parked longer than max_age")
 
     async def wait_closed(self) -> None:
         """Return once no socket is attached any more."""
@@ -104,6 +124,12 @@ class WebsocketFanout:
         if self._closing is not None:
             code, message = self._closing
             await ws.close(code=code, message=message.encode())
+            return
+        if len(self._attached) >= self._settings.max_sockets_per_subscription:
+            await ws.close(
+                code=POLICY_VIOLATION,
+                message=b"too many websockets on this subscription",
+            )
             return
         if self._parked is not None and not self._attached:
             attached = _Attached(self._parked)
@@ -151,7 +177,10 @@ class WebsocketFanout:
                         return
                 continue
             if subscription.expired(self._clock()):
-                self._account(PushResult(dropped=1))
+                self._account(PushResult(dropped=1), "subscription expired")
+                continue
+            if self._monotonic() - notice.enqueued > self._settings.max_age:
+                self._account(PushResult(dropped=1), "too old")
                 continue
             try:
                 frame = json.dumps(render(notice, subscription.id, subscription.href))
@@ -169,6 +198,7 @@ class WebsocketFanout:
         return Backlog(
             coalesce_after=self._settings.coalesce_after,
             max_pending=self._settings.max_pending,
+            budget=self._budget,
         )
 
     def _account(self, result: PushResult, reason: str | None = None) -> None:
@@ -180,13 +210,15 @@ class WebsocketFanout:
             self._metrics.notifications.labels(channel=CHANNEL, outcome="dropped").inc(
                 result.dropped
             )
-            log.warning(
-                "notification_dropped",
-                channel=CHANNEL,
-                subscription=self._subscription.id,
-                count=result.dropped,
-                reason=reason,
-            )
+            folded = self._drop_log.note(result.dropped)
+            if folded:
+                log.warning(
+                    "notification_dropped",
+                    channel=CHANNEL,
+                    subscription=self._subscription.id,
+                    count=folded,
+                    reason=reason,
+                )
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:

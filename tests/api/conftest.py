@@ -49,7 +49,11 @@ from mep_kubeedge_adapter.notify.models import (
     SubscriptionRequest,
     subscription_href,
 )
-from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService, websocket_uri
+from mep_kubeedge_adapter.notify.subscriptions import (
+    SubscriptionLimits,
+    SubscriptionService,
+    websocket_uri,
+)
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
 from mep_kubeedge_adapter.settings import ApiSettings, Settings
@@ -432,19 +436,36 @@ async def harness(make_harness: HarnessFactory) -> ApiHarness:
     return await make_harness()
 
 
+EngineFactory = Callable[..., Awaitable[SubscriptionService]]
+
+
 @pytest.fixture
-async def engine(registry: DeviceRegistry, tmp_path: Path) -> AsyncIterator[SubscriptionService]:
+async def make_engine(registry: DeviceRegistry, tmp_path: Path) -> AsyncIterator[EngineFactory]:
+    """Started subscription engines on one store (``limits=`` to bound them)."""
     store = SubscriptionStore(tmp_path / "state.sqlite3")
     await store.open()
-    service = SubscriptionService(
-        store,
-        registry,
-        Metrics(),
-        ApiSettings(),
-        delivery=DeliverySettings(heartbeat=5.0, shutdown_grace=0.1),
-        local_addresses=lambda: ["127.0.0.1"],
-    )
-    await service.start()
-    yield service
-    await service.stop()
+    started: list[SubscriptionService] = []
+
+    async def make(limits: SubscriptionLimits | None = None) -> SubscriptionService:
+        service = SubscriptionService(
+            store,
+            registry,
+            Metrics(),
+            ApiSettings(),
+            delivery=DeliverySettings(heartbeat=5.0, shutdown_grace=0.1),
+            local_addresses=lambda: ["127.0.0.1"],
+            limits=limits,
+        )
+        await service.start()
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        await service.stop()
     await store.close()
+
+
+@pytest.fixture
+async def engine(make_engine: EngineFactory) -> SubscriptionService:
+    return await make_engine()

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from mep_kubeedge_adapter.notify import SubscriptionService
-from tests.api.conftest import ApiHarness, HarnessFactory, KeyPair
+from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits
+from tests.api.conftest import ApiHarness, EngineFactory, HarnessFactory, KeyPair
 
 SUBSCRIPTIONS = "/kubeedge_devices/v1/subscriptions"
 
@@ -104,3 +105,45 @@ async def test_without_auth_every_caller_is_one_tenant(
     created = await _create(harness, {})
     listed = await harness.call("GET", SUBSCRIPTIONS)
     assert [s["id"] for s in listed.json()] == [created["id"]]
+
+
+async def test_subscriptions_are_capped_per_subject_and_in_all(
+    make_harness: HarnessFactory, make_engine: EngineFactory, key_pair: KeyPair
+) -> None:
+    engine = await make_engine(SubscriptionLimits(total=3, per_caller=2))
+    harness = await make_harness(api={"auth": "jwt"}, subscriptions=engine)
+    app_a, app_b, app_c = (_as(key_pair, s) for s in (APP_A, APP_B, "app-c"))
+    first = await _create(harness, app_a)
+    await _create(harness, app_a)
+
+    refused = await harness.call(
+        "POST", SUBSCRIPTIONS, json_body=SECRET_CALLBACK, headers=app_a, authorize=False
+    )
+    assert refused.status == 403
+    problem = refused.json()
+    assert problem["type"] == "urn:mka:problem:quota-exceeded"
+    assert "MKA_NOTIFY__MAX_SUBSCRIPTIONS_PER_CALLER" in problem["detail"]
+
+    await _create(harness, app_b)  # another subject has its own allowance
+    full = await harness.call(
+        "POST", SUBSCRIPTIONS, json_body=SECRET_CALLBACK, headers=app_c, authorize=False
+    )
+    assert full.status == 403
+    assert "MKA_NOTIFY__MAX_SUBSCRIPTIONS)" in full.json()["detail"]
+
+    # Deleting one makes room again.
+    path = f"{SUBSCRIPTIONS}/{first['id']}"
+    assert (await harness.call("DELETE", path, headers=app_a, authorize=False)).status == 204
+    await _create(harness, app_c)
+
+
+async def test_without_auth_the_cap_counts_per_client_address(
+    make_harness: HarnessFactory, make_engine: EngineFactory
+) -> None:
+    engine = await make_engine(SubscriptionLimits(total=10, per_caller=2))
+    harness = await make_harness(subscriptions=engine)
+    for _ in range(2):
+        await _create(harness, {})
+    refused = await harness.call("POST", SUBSCRIPTIONS, json_body=SECRET_CALLBACK)
+    assert refused.status == 403
+    assert refused.json()["type"] == "urn:mka:problem:quota-exceeded"

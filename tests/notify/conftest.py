@@ -7,6 +7,7 @@ received (``Sink.wait_for``), never on time.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.domain import DeviceId, TwinValue
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
-from mep_kubeedge_adapter.notify.subscriptions import SubscriptionService
+from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
 from mep_kubeedge_adapter.settings import ApiSettings
@@ -39,6 +40,16 @@ class Clock:
         self.now = now
 
     def __call__(self) -> int:
+        return self.now
+
+
+class Monotonic:
+    """A settable monotonic clock in seconds (how old a pending notice is)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
         return self.now
 
 
@@ -177,6 +188,8 @@ async def service_factory(
         api: ApiSettings | None = None,
         store_: SubscriptionStore | None = None,
         expiry_interval: float = 60.0,
+        limits: SubscriptionLimits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> SubscriptionService:
         service = SubscriptionService(
             store_ or store,
@@ -185,6 +198,8 @@ async def service_factory(
             api or ApiSettings(),
             delivery=delivery,
             clock=clock,
+            monotonic=monotonic,
+            limits=limits,
             expiry_interval=expiry_interval,
             fallback_base_url=lambda: BASE_URL,
             local_addresses=lambda: ["192.0.2.10"],

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mep_kubeedge_adapter.domain import Device, DeviceAdded, DeviceId, PropertyChange, TwinValue
-from mep_kubeedge_adapter.notify.backlog import Backlog
+from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget
 from mep_kubeedge_adapter.notify.render import (
     MembershipNotice,
     Notice,
@@ -151,3 +151,64 @@ def test_bounds_order_and_latest_values_hold(
         }
         for key, value in latest.items():
             assert found.get(key) == value
+
+
+# ------------------------------------------------------------ the shared budget
+
+
+def membership(seq: int, enqueued: float = 0.0) -> Notice:
+    device = Device(DeviceId("flood", f"d{seq}"))
+    return Notice(seq, enqueued, MembershipNotice(device, seq, "ADDED"))
+
+
+def test_the_budget_counts_every_backlog_and_stops_growth_past_it() -> None:
+    budget = PendingBudget(10)
+    hog = Backlog(coalesce_after=1000, max_pending=1000, budget=budget)
+    for seq in range(1, 31):
+        hog.push(membership(seq))
+    # Alone it may hold the whole budget, and not more.
+    assert len(hog) == budget.used == 10
+    assert [n.sequence for n in hog.drain()][:1] == [21]
+    assert budget.used == 0
+
+
+def test_an_exhausted_budget_is_shared_fairly_and_bounded_by_twice_its_limit() -> None:
+    budget = PendingBudget(100)
+    hog = Backlog(coalesce_after=1000, max_pending=1000, budget=budget)
+    for seq in range(1, 501):
+        hog.push(membership(seq))
+    assert len(hog) == 100
+    others = [Backlog(coalesce_after=1000, max_pending=1000, budget=budget) for _ in range(9)]
+    dropped = 0
+    for seq in range(1, 501):
+        for other in others:
+            dropped += other.push(membership(seq)).dropped
+        dropped += hog.push(membership(seq)).dropped
+        assert budget.used < 2 * budget.limit
+    # Ten active backlogs share the budget: the hog was cut down to its share.
+    assert [len(o) for o in others] == [10] * 9
+    assert len(hog) == 10
+    assert budget.used == sum(len(b) for b in [hog, *others]) == 100
+    assert dropped == 9 * 500 + 500  # every push of the loop, against a full budget
+
+
+def test_a_backlog_that_keeps_up_loses_nothing_while_the_budget_is_exhausted() -> None:
+    budget = PendingBudget(50)
+    hog = Backlog(coalesce_after=1000, max_pending=1000, budget=budget)
+    for seq in range(1, 101):
+        hog.push(membership(seq))
+    prompt = Backlog(coalesce_after=1000, max_pending=1000, budget=budget)
+    for seq in range(1, 101):
+        assert prompt.push(membership(seq)).dropped == 0
+        assert prompt.pop() is not None
+
+
+def test_notices_older_than_a_cutoff_are_removed_from_the_front() -> None:
+    budget = PendingBudget(100)
+    backlog = Backlog(coalesce_after=100, max_pending=100, budget=budget)
+    for seq in range(1, 7):
+        backlog.push(membership(seq, enqueued=float(seq)))
+    assert backlog.drop_older_than(3.5) == 3
+    assert [n.sequence for n in backlog.drain()] == [4, 5, 6]
+    assert backlog.drop_older_than(100.0) == 0
+    assert budget.used == 0

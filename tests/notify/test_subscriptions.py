@@ -13,6 +13,7 @@ from mep_kubeedge_adapter.notify.addresses import AddressPolicy
 from mep_kubeedge_adapter.notify.models import Caller
 from mep_kubeedge_adapter.notify.subscriptions import (
     FilteringCriteria,
+    SubscriptionLimits,
     SubscriptionRequest,
     SubscriptionService,
     TimeStamp,
@@ -426,3 +427,39 @@ async def test_ownership_survives_a_restart(
             created.id
         ]
         await restarted.stop()
+
+
+async def test_limits_refuse_new_subscriptions_and_keep_stored_ones(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    path = tmp_path / "limits.sqlite3"
+    app = Caller(subject="app-a")
+    async with SubscriptionStore(path) as store:
+        service = await service_factory(store_=store, limits=SubscriptionLimits(5, 5))
+        made = [
+            await service.create(callback("http://127.0.0.1:9/n"), caller=app) for _ in range(4)
+        ]
+        await service.stop()
+    async with SubscriptionStore(path) as reopened:
+        lowered = await service_factory(store_=reopened, limits=SubscriptionLimits(3, 2))
+        assert {s.id for s in await lowered.list()} == {s.id for s in made}
+        with pytest.raises(AdapterError) as refused:
+            await lowered.create(callback("http://127.0.0.1:9/n"), caller=Caller("app-b"))
+        assert refused.value.kind is ErrorKind.QUOTA_EXCEEDED
+        for subscription in made[:2]:
+            await lowered.delete(subscription.id)
+        with pytest.raises(AdapterError, match="PER_CALLER"):
+            await lowered.create(callback("http://127.0.0.1:9/n"), caller=app)
+        await lowered.create(callback("http://127.0.0.1:9/n"), caller=Caller("app-b"))
+        with pytest.raises(AdapterError, match="MAX_SUBSCRIPTIONS\\)"):
+            await lowered.create(callback("http://127.0.0.1:9/n"), caller=Caller("app-c"))
+        await lowered.stop()
+
+
+async def test_a_refused_request_takes_no_room(service_factory: ServiceFactory) -> None:
+    service = await service_factory(limits=SubscriptionLimits(1, 1))
+    for _ in range(3):
+        with pytest.raises(AdapterError) as refused:
+            await service.create(callback("http://169.254.169.254/latest"))
+        assert refused.value.kind is ErrorKind.INVALID
+    await service.create(callback("http://127.0.0.1:9/n"))

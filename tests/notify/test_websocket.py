@@ -21,7 +21,17 @@ from mep_kubeedge_adapter.notify.subscriptions import (
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 
-from .conftest import FAST, THERMO, Clock, ServiceFactory, Sink, add_devices, report, sample
+from .conftest import (
+    FAST,
+    THERMO,
+    Clock,
+    Monotonic,
+    ServiceFactory,
+    Sink,
+    add_devices,
+    report,
+    sample,
+)
 
 TWIN = "DeviceTwinChangeSubscription"
 MEMBERSHIP = "DeviceMembershipChangeSubscription"
@@ -236,3 +246,63 @@ async def test_a_notice_that_cannot_be_rendered_is_dropped_and_the_socket_stays(
         assert body["changes"]["temperature"]["reported"]["value"] == "3"
         assert not ws.closed
     assert sample(metrics, "websocket", "dropped") == 2
+
+
+async def test_parked_notices_expire_when_no_socket_comes(
+    service_factory: ServiceFactory, registry: DeviceRegistry, metrics: Metrics
+) -> None:
+    monotonic = Monotonic()
+    service = await service_factory(replace(FAST, max_age=60.0), monotonic=monotonic)
+    subscription = await service.create(websocket_only(MEMBERSHIP))
+    for i in range(3):
+        registry.upsert_spec(DeviceSpec(id=DeviceId("early", f"d{i}")))
+    monotonic.now += 30
+    registry.upsert_spec(DeviceSpec(id=DeviceId("late", "d0")))
+    await service.expire()
+    assert service.dispatcher.pending(subscription.id) == 4
+    monotonic.now += 31  # the first three waited 61 s, the last one 31 s
+    await service.expire()
+    assert service.dispatcher.pending(subscription.id) == 1
+    assert sample(metrics, "websocket", "dropped") == 3
+    async for endpoint in _endpoint(service):
+        async with await endpoint.connect(subscription.id) as ws:
+            body = await receive_json(ws)
+            assert body["sequence"] == 4
+            assert body["device"] == {"namespace": "late", "name": "d0"}
+
+
+async def test_the_pending_budget_bounds_all_parked_notices_together(
+    service_factory: ServiceFactory, registry: DeviceRegistry, metrics: Metrics
+) -> None:
+    """Many websocket-only subscriptions that never attach, and a flood of changes:
+    together they never hold twice ``max_pending_total``, whatever each may hold alone."""
+    service = await service_factory(
+        replace(FAST, coalesce_after=500, max_pending=1000, max_pending_total=200)
+    )
+    parked = [await service.create(websocket_only(MEMBERSHIP)) for _ in range(20)]
+    for i in range(300):
+        registry.upsert_spec(DeviceSpec(id=DeviceId("flood", f"d{i}")))
+        assert service.dispatcher.pending_total < 2 * 200
+    held = [service.dispatcher.pending(s.id) for s in parked]
+    assert sum(held) == service.dispatcher.pending_total <= 200
+    assert max(held) - min(held) <= 1  # shared fairly
+    gauge = metrics.registry.get_sample_value("mka_notifications_pending")
+    assert gauge == service.dispatcher.pending_total
+    assert sample(metrics, "websocket", "dropped") == 20 * 300 - sum(held)
+
+
+async def test_a_subscription_takes_only_so_many_sockets(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(replace(FAST, max_sockets_per_subscription=2))
+    subscription = await service.create(websocket_only())
+    async for endpoint in _endpoint(service):
+        async with (
+            await endpoint.connect(subscription.id) as first,
+            await endpoint.connect(subscription.id) as second,
+        ):
+            third = await endpoint.session.ws_connect(endpoint.url(subscription.id))
+            message = await asyncio.wait_for(third.receive(), 3)
+            assert message.type is WSMsgType.CLOSE
+            assert third.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+            assert not first.closed and not second.closed

@@ -118,3 +118,54 @@ async def _read_response(reader: asyncio.StreamReader) -> bytes:
     )
     await reader.readexactly(length)
     return head
+
+
+async def test_an_app_that_subscribes_without_end_is_capped_and_bounded(
+    start_stack: StartStack, sinks: Callable[..., Awaitable[Sink]], http: aiohttp.ClientSession
+) -> None:
+    """One app creates websocket-only subscriptions as fast as it can and never attaches:
+    it is refused beyond its cap, what it parks stays within the pending budget, and an
+    honest subscriber beside it loses nothing."""
+    stack = await start_stack(
+        notify={
+            "max_subscriptions": 40,
+            "max_subscriptions_per_caller": 25,
+            "max_pending_total": 20,
+        }
+    )
+    sink = await sinks()
+    honest = (await stack.api.subscribe(TWIN, sink.url, devices=[str(THERMO)]))["id"]
+
+    refused: list[dict[str, object]] = []
+    url = f"{stack.api.base}/kubeedge_devices/v1/subscriptions"
+    body = {"subscriptionType": TWIN, "requestWebsocketUri": True}
+    for _ in range(100):
+        async with http.post(url, json=body) as resp:
+            if resp.status != 201:
+                assert resp.status == 403
+                refused.append(await resp.json())
+    assert len(await stack.api.subscriptions()) == 25  # the honest one counts for the address
+    assert len(refused) == 100 - 24
+    assert {p["type"] for p in refused} == {"urn:mka:problem:quota-exceeded"}
+
+    dispatcher = stack.adapter.subscriptions.dispatcher
+    highest = 0
+
+    def watch(_event: object) -> None:
+        nonlocal highest
+        highest = max(highest, dispatcher.pending_total)
+
+    unsubscribe = stack.registry.subscribe(watch)
+    try:
+        for value in range(30, 80):
+            await report(stack, THERMO, "temperature", str(value))
+    finally:
+        unsubscribe()
+    assert highest < 2 * 20
+    await all_assigned_arrived(stack, sink, honest)
+    assert_no_loss(stack, sink, honest)
+    parked_away = notification_count(stack.metrics, "dropped", "websocket") + notification_count(
+        stack.metrics, "coalesced", "websocket"
+    )
+    assert parked_away > 0
+    assert "mka_notifications_pending " in await stack.api.metrics()
