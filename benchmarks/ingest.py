@@ -89,6 +89,9 @@ class _PersistentEventBus(EventBusClient):
             probe_interval=3600,
             request_timeout=3600,
             client_id="bench-adapter",
+            # The whole backlog may wait in the adapter: a drain is measured, not a flood.
+            max_queued=1_000_000,
+            max_queued_per_topic=1_000_000,
         )
         super().__init__(settings, "bench-node", registry, Metrics())
         self._broker = broker

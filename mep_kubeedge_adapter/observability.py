@@ -36,6 +36,11 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "mka_mqtt_connected", "1 while connected to the EventBus broker", registry=r
         )
+        self.mqtt_queued = Gauge(
+            "mka_mqtt_queued",
+            "EventBus messages received and waiting to be applied",
+            registry=r,
+        )
         self.mqtt_reconnects = Counter(
             "mka_mqtt_reconnects", "EventBus connection attempts after a loss", registry=r
         )

@@ -56,6 +56,18 @@ class MqttSettings(_Group):
         "catches an EdgeCore restarted between two probes",
     )
     max_payload: int = Field(256 * 1024, gt=0, description="bytes; larger payloads are dropped")
+    max_queued: int = Field(
+        10_000,
+        ge=1,
+        description="received messages waiting to be applied, all topics together; "
+        "beyond it the oldest of the next topic is dropped (counted)",
+    )
+    max_queued_per_topic: int = Field(
+        1000,
+        ge=1,
+        description="received messages waiting on one topic (one device's documents...); "
+        "beyond it that topic's oldest is dropped (counted)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -73,6 +85,8 @@ class MqttSettings(_Group):
     def _check_tls_pair(self) -> MqttSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (mutual TLS)")
+        if self.max_queued_per_topic > self.max_queued:
+            raise ValueError("max_queued_per_topic must be at most max_queued")
         return self
 
     @property

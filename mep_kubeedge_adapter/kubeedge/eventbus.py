@@ -9,6 +9,11 @@ deltas, state results and membership updates as they come, and probes EdgeCore w
 
 Requests are correlated with EdgeCore's answers by ``event_id`` only: EdgeCore
 broadcasts every result to every subscriber and has no other correlation.
+
+Received messages wait in a ``TopicFairQueue`` (``MKA_MQTT__MAX_QUEUED``,
+``__MAX_QUEUED_PER_TOPIC``): bounded, served round robin between topics, so a flood on one
+device costs that device its older values (counted as ``dropped``) while other devices'
+updates and EdgeCore's answers to the probe go through.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from mep_kubeedge_adapter.kubeedge.codec import (
     encode_desired_update,
     encode_get,
 )
+from mep_kubeedge_adapter.kubeedge.inflow import BufferedSocket, TopicFairQueue
 from mep_kubeedge_adapter.kubeedge.topics import (
     ParsedTopic,
     TopicKind,
@@ -50,7 +56,7 @@ from mep_kubeedge_adapter.kubeedge.topics import (
     twin_get_topic,
     twin_update_topic,
 )
-from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.observability import LogThrottle, Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import MqttSettings
 from mep_kubeedge_adapter.supervisor import being_cancelled
@@ -58,6 +64,8 @@ from mep_kubeedge_adapter.supervisor import being_cancelled
 log = structlog.get_logger(__name__)
 
 SYNC_CONCURRENCY = 16
+READ_BATCH = 256
+"""Queued messages applied per wake-up of the reader before it yields to other tasks."""
 _DEVICE_ID_CACHE = 4096
 """Topic ids remembered with their DeviceId (the layout settings never change)."""
 PUBLISH_TIMEOUT = 3600.0
@@ -108,6 +116,14 @@ class EventBusClient:
         self._message_counters: dict[tuple[str, str], Counter] = {}
         self._device_ids: dict[str, DeviceId | None] = {}
         self._devices_gauge: int | None = None
+        self._inflow: TopicFairQueue[aiomqtt.Message] | None = None
+        self._drop_log = LogThrottle()
+        metrics.mqtt_queued.set_function(lambda: self.queued)
+
+    @property
+    def queued(self) -> int:
+        """Received messages waiting to be applied."""
+        return self._inflow.qsize() if self._inflow is not None else 0
 
     # ------------------------------------------------------------------ status
 
@@ -125,6 +141,7 @@ class EventBusClient:
             "edgecoreNode": self.edgecore_node,
             "lastSync": self.last_sync_ms,
             "lastError": self.last_error,
+            "queued": self.queued,
         }
 
     def _status_changed(self) -> None:
@@ -166,7 +183,40 @@ class EventBusClient:
             tls_context=self._tls_context(),
             keepalive=30,
             timeout=10,
+            queue_type=self._queue_type(),
         )
+
+    def _queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """The class aiomqtt builds its incoming queue from: a ``TopicFairQueue`` with this
+        client's bounds, which the reader drains in batches."""
+        owner = self
+        settings = self._settings
+
+        class Inflow(TopicFairQueue[aiomqtt.Message]):
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(
+                    _topic_of,
+                    per_topic=settings.max_queued_per_topic,
+                    total=settings.max_queued,
+                    on_drop=owner._dropped,
+                )
+                owner._inflow = self
+
+        return Inflow
+
+    def _dropped(self, message: aiomqtt.Message) -> None:
+        """A received message the queue had no room for: counted, logged now and then."""
+        topic = message.topic.value
+        parsed = parse_topic(topic)
+        self._count(parsed.kind.value if parsed is not None else "unknown", "dropped")
+        folded = self._drop_log.note()
+        if folded:
+            log.warning(
+                "eventbus_messages_dropped",
+                reason="more arrive than the adapter applies (MKA_MQTT__MAX_QUEUED...)",
+                count=folded,
+                topic=topic,
+            )
 
     async def run(self) -> None:
         """Connect, sync and consume until cancelled; reconnect with backoff on any loss."""
@@ -178,6 +228,7 @@ class EventBusClient:
             first = False
             try:
                 async with self._make_client() as client:
+                    _read_in_chunks(client)
                     self._client = client
                     self.connected = True
                     self._metrics.mqtt_connected.set(1)
@@ -231,9 +282,21 @@ class EventBusClient:
             await asyncio.gather(reader, syncer, return_exceptions=True)
 
     async def _read(self, client: aiomqtt.Client) -> None:
+        inflow = self._inflow
         async for message in client.messages:
             self.handle(message.topic.value, _payload_bytes(message.payload))
+            if inflow is not None:
+                self._apply_queued(inflow)
         raise aiomqtt.MqttError("message stream ended")
+
+    def _apply_queued(self, inflow: TopicFairQueue[aiomqtt.Message]) -> None:
+        """Apply what is queued already (up to ``READ_BATCH``), not one wake-up per message."""
+        for _ in range(READ_BATCH):
+            try:
+                message = inflow.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            self.handle(message.topic.value, _payload_bytes(message.payload))
 
     # -------------------------------------------------------------------- sync
 
@@ -593,6 +656,19 @@ class EventBusClient:
         if self._settings.topic_layout == "legacy":
             return device_id.name
         return str(device_id)
+
+
+def _read_in_chunks(client: aiomqtt.Client) -> None:
+    """Give paho a ``BufferedSocket``: aiomqtt and paho offer no setting for how they read,
+    so the connected paho client's socket is wrapped in place."""
+    paho = client._client
+    sock = paho._sock
+    if sock is not None and not isinstance(sock, BufferedSocket):
+        paho._sock = BufferedSocket(sock)
+
+
+def _topic_of(message: aiomqtt.Message) -> str:
+    return message.topic.value
 
 
 def _new_event_id(purpose: str) -> str:
