@@ -49,6 +49,12 @@ class MqttSettings(_Group):
         gt=0,
         description="seconds between membership/get probes that detect a silent EdgeCore",
     )
+    silent_probes: int = Field(
+        3,
+        ge=1,
+        description="unanswered membership/get probes in a row after which the EventBus "
+        "session is re-established (a session can stay connected yet receive nothing)",
+    )
     resync_interval: float = Field(
         300.0,
         ge=0,

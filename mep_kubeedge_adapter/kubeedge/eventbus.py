@@ -5,7 +5,10 @@ supervisor runs as a task. On every (re)connect it subscribes, asks EdgeCore for
 device list (``membership/get``) and each device's twin (``twin/get``), so the registry
 matches EdgeCore after any outage. Between syncs it applies documents, results,
 deltas, state results and membership updates as they come, and probes EdgeCore with
-``membership/get`` so a connected-but-silent EdgeCore is noticed.
+``membership/get`` so a connected-but-silent EdgeCore is noticed. After
+``MKA_MQTT__SILENT_PROBES`` unanswered probes in a row the session itself is suspect (one
+was seen connected and pinging, yet receiving nothing, for minutes): it is dropped and
+re-established, and ``status()["problem"]`` says why meanwhile.
 
 Requests are correlated with EdgeCore's answers by ``event_id`` only: EdgeCore
 broadcasts every result to every subscriber and has no other correlation.
@@ -112,6 +115,9 @@ class EventBusClient:
         self.edgecore_node: str | None = None
         self.last_sync_ms: int | None = None
         self.last_error: str | None = None
+        self.silent_probes = 0
+        """membership/get probes in a row EdgeCore did not answer."""
+        self.silent_since_ms: int | None = None
         self._status_event = asyncio.Event()
         self._message_counters: dict[tuple[str, str], Counter] = {}
         self._device_ids: dict[str, DeviceId | None] = {}
@@ -141,8 +147,24 @@ class EventBusClient:
             "edgecoreNode": self.edgecore_node,
             "lastSync": self.last_sync_ms,
             "lastError": self.last_error,
+            "silentProbes": self.silent_probes,
             "queued": self.queued,
+            "problem": self._problem(),
         }
+
+    def _problem(self) -> str | None:
+        """What is wrong, in one sentence for ``/readyz``; None when nothing is."""
+        if not self.connected:
+            return f"not connected to the EventBus broker: {self.last_error or 'connecting'}"
+        if self.edgecore_responsive is False and self.silent_since_ms is not None:
+            return (
+                f"EdgeCore has not answered membership/get since {_rfc3339(self.silent_since_ms)} "
+                f"({self.silent_probes} probes in a row); the session is re-established after "
+                f"{self._settings.silent_probes}"
+            )
+        if not self.synced.is_set():
+            return "connected; the sync with EdgeCore (membership/get, twin/get) is not complete"
+        return None
 
     def _status_changed(self) -> None:
         self._status_event.set()
@@ -154,10 +176,28 @@ class EventBusClient:
             await self._status_event.wait()
 
     def _set_responsive(self, responsive: bool) -> None:
+        if responsive:
+            self.silent_probes = 0
+            self.silent_since_ms = None
         if self.edgecore_responsive is not responsive:
             self.edgecore_responsive = responsive
             self._metrics.edgecore_responsive.set(1 if responsive else 0)
             self._status_changed()
+
+    def _note_silence(self) -> None:
+        """One more probe went unanswered; at ``silent_probes`` in a row the session is
+        given up (MqttError), and ``run`` connects again."""
+        self.silent_probes += 1
+        if self.silent_since_ms is None:
+            self.silent_since_ms = _now_ms()
+        self._set_responsive(False)
+        self._status_changed()
+        if self.silent_probes >= self._settings.silent_probes:
+            self._metrics.syncs.labels("edgecore-silent-reconnect").inc()
+            raise aiomqtt.MqttError(
+                f"EdgeCore answered none of {self.silent_probes} membership/get probes in a "
+                "row; re-establishing the EventBus session"
+            )
 
     # -------------------------------------------------------------- connection
 
@@ -302,8 +342,9 @@ class EventBusClient:
 
     async def _sync_and_probe(self, client: aiomqtt.Client) -> None:
         backoff = Backoff(base=0.5, cap=self._settings.probe_interval)
-        while not await self._full_sync(client):
-            self._set_responsive(False)
+        while True:
+            if await self._full_sync(client):
+                break
             await asyncio.sleep(backoff.next_delay())
         while True:
             with contextlib.suppress(TimeoutError):
@@ -314,7 +355,7 @@ class EventBusClient:
             if members is None:
                 if was_responsive:
                     log.warning("edgecore_silent", node=self.edgecore_node or self._node)
-                self._set_responsive(False)
+                self._note_silence()
                 continue
             if not was_responsive:
                 log.info("edgecore_answering_again")
@@ -343,6 +384,7 @@ class EventBusClient:
         if members is None:
             self._metrics.syncs.labels("edgecore-silent").inc()
             log.warning("sync_failed", reason="EdgeCore did not answer membership/get")
+            self._note_silence()
             return False
         self._set_responsive(True)
         self._apply_members(members)
@@ -665,6 +707,10 @@ def _read_in_chunks(client: aiomqtt.Client) -> None:
     sock = paho._sock
     if sock is not None and not isinstance(sock, BufferedSocket):
         paho._sock = BufferedSocket(sock)
+
+
+def _rfc3339(millis: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(millis / 1000))
 
 
 def _topic_of(message: aiomqtt.Message) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.device import SimulatedDevice, parse_property
 from tests.helpers import until
 from tests.kubeedge.test_eventbus import PUMP, THERMO
@@ -22,7 +23,9 @@ from .conftest import (
     assert_no_loss,
     converge_to_edgecore,
     of_subscription,
+    report,
 )
+from .mqtt_proxy import MqttProxy
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +105,37 @@ async def test_broker_killed_during_a_stream(
     # One loss; a connection attempt may also have landed while the broker was still down.
     attempts = re.search(r"^mka_mqtt_reconnects_total (\S+)$", await stack.api.metrics(), re.M)
     assert attempts is not None and float(attempts.group(1)) >= 1
+
+
+async def test_a_session_that_goes_deaf_is_re_established(
+    start_stack: StartStack, broker: MosquittoBroker
+) -> None:
+    """The adapter's session stays connected and its pings are answered, but the broker's
+    messages stop reaching it. EdgeCore then looks silent; after ``silent_probes``
+    unanswered probes the adapter drops the session and connects again, and meanwhile
+    ``/readyz`` says what is wrong."""
+    async with MqttProxy(broker.host, broker.port) as proxy:
+        stack = await start_stack(mqtt={"url": proxy.url, "silent_probes": 2})
+        eventbus = stack.adapter.eventbus
+        proxy.connected.clear()
+        proxy.deafen()
+
+        async with asyncio.timeout(15):
+            await eventbus.wait_status(lambda s: s["edgecore"] == "silent")
+        status, body = await stack.api.readyz()
+        assert body["eventbus"]["mqtt"] == "connected"
+        assert "EdgeCore has not answered membership/get" in body["eventbus"]["problem"]
+
+        async with asyncio.timeout(15):
+            await proxy.connected.wait()  # the adapter gave the deaf session up
+            await eventbus.wait_status(lambda s: s["synced"] and s["edgecore"] == "responsive")
+        assert proxy.swallowed > 0
+        assert proxy.connections == 2
+        given_up = stack.metrics.registry.get_sample_value(
+            "mka_syncs_total", {"outcome": "edgecore-silent-reconnect"}
+        )
+        assert given_up == 1
+        status, body = await stack.api.readyz()
+        assert (status, body["eventbus"]["problem"]) == (200, None)
+        # The new session carries EdgeCore's messages again.
+        await report(stack, PUMP, "speed", "321")
