@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean mosquitto
+.PHONY: demo test lint typecheck bench clean mosquitto wrk
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 
 mosquitto:
 	@scripts/ensure-mosquitto.sh
+
+wrk:
+	@scripts/ensure-wrk.sh
 
 demo: $(STAMP) mosquitto
 	$(BIN)/mep-kubeedge-adapter demo $(DEMO_ARGS)
@@ -30,8 +33,10 @@ typecheck: $(STAMP)
 test: $(STAMP) mosquitto lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP) mosquitto
-	$(BIN)/python -m benchmarks
+# Every figure, or some: make bench BENCH=B3,B7 (the others keep their last figures).
+BENCH ?=
+bench: $(STAMP) mosquitto wrk
+	$(BIN)/python -m benchmarks $(if $(BENCH),--only $(BENCH))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

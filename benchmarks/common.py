@@ -65,13 +65,40 @@ class Figure:
 
 @dataclass
 class Result:
-    """A benchmark's figures and the extra table lines it wants to show."""
+    """A benchmark's figures and the extra table lines it wants to show.
+
+    ``files`` are extra files the benchmark writes next to the report (a plot), by name;
+    ``stamp`` is when it ran (set by the runner).
+    """
 
     key: str
     title: str
     figures: list[Figure] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    files: dict[str, str] = field(default_factory=dict)
+    stamp: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "figures": [vars(f) for f in self.figures],
+            "details": self.details,
+            "seconds": self.seconds,
+            "stamp": self.stamp,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        return cls(
+            key=data["key"],
+            title=data["title"],
+            figures=[Figure(**f) for f in data["figures"]],
+            details=list(data["details"]),
+            seconds=float(data["seconds"]),
+            stamp=data.get("stamp", ""),
+        )
 
 
 def percentiles(samples: Sequence[float], points: Sequence[float] = (50, 90, 99)) -> list[float]:
@@ -123,8 +150,19 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "libraries": ", ".join(versions),
         "broker": mosquitto,
-        "load generator": "wrk" if wrk else "aiohttp client (wrk not installed)",
+        "load generator": _wrk_version(wrk) if wrk else "wrk not installed",
     }
+
+
+def _wrk_version(binary: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        probe = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=5, check=False
+        )
+        first = (probe.stdout or probe.stderr).strip().splitlines()
+        if first:
+            return first[0].split(" Copyright")[0].strip()
+    return "wrk"
 
 
 # ----------------------------------------------------------------------------- processes

@@ -307,25 +307,6 @@ async def ws_reader(urls_file: str, expected: int, idle: float) -> None:
     print(json.dumps({"count": count, "seconds": last - first}))
 
 
-async def client_load(url: str, connections: int, duration: float) -> None:
-    """B4 fallback when wrk is missing: ``connections`` keep-alive GET loops for ``duration`` s."""
-    count = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
-        stop_at = time.perf_counter() + duration
-
-        async def loop() -> None:
-            nonlocal count
-            while time.perf_counter() < stop_at:
-                async with session.get(url) as response:
-                    await response.read()
-                count += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-    print(json.dumps({"count": count, "seconds": elapsed}))
-
-
 # ----------------------------------------------------------------------- memory
 
 
@@ -462,6 +443,13 @@ async def memory(broker_url: str, devices: int, properties: int, subscriptions: 
     )
 
 
+async def scaling() -> None:
+    """B7: see ``benchmarks.scaling``; prints the figures as one JSON line."""
+    from benchmarks.scaling import measure
+
+    print(json.dumps(await measure()))
+
+
 # ------------------------------------------------------------------------- main
 
 
@@ -473,9 +461,9 @@ def main(argv: list[str]) -> int:
         "bare-poster": lambda: bare_poster(args[0], int(args[1]), args[2]),
         "bare-api": lambda: bare_api(args[0], args[1]),
         "bare-ws-fanout": lambda: bare_ws_fanout(int(args[0])),
-        "client-load": lambda: client_load(args[0], int(args[1]), float(args[2])),
         "ws-reader": lambda: ws_reader(args[0], int(args[1]), float(args[2])),
         "memory": lambda: memory(args[0], int(args[1]), int(args[2]), int(args[3])),
+        "scaling": scaling,
     }
     asyncio.run(runners[verb]())  # type: ignore[arg-type]
     return 0

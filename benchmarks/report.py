@@ -1,11 +1,16 @@
 """docs/benchmarks.md: the generated figures between two markers, hand-written notes around.
 
 Only the part between ``BEGIN`` and ``END`` is rewritten, so the method notes and the
-explanations kept in the same file survive every ``make bench``.
+explanations kept in the same file survive every ``make bench``. The figures of the last
+run of each benchmark are also kept as JSON beside the page (``benchmarks.json``), so a
+partial run (``make bench BENCH=B3``) replaces its own figures and keeps the others, each
+shown with the time it was measured. Files a benchmark makes (B7's plot) are written next
+to the page.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmarks.common import Figure, Result
@@ -24,7 +29,7 @@ figures below; everything outside the generated block is kept.
 
 
 def _number(value: float, unit: str) -> str:
-    if unit in ("MiB", "s") or "ms" in unit:
+    if unit in ("MiB", "s") or "ms" in unit or unit.startswith("µs"):
         return f"{value:,.2f} {unit}"
     return f"{value:,.0f} {unit}"
 
@@ -39,9 +44,16 @@ def _row(key: str, figure: Figure) -> str:
     )
 
 
-def generated(results: list[Result], machine: dict[str, str], stamp: str, partial: bool) -> str:
+def generated(results: list[Result], machine: dict[str, str], stamp: str) -> str:
+    """The block between the markers; ``stamp`` is this run's time."""
+    fresh = [r.key for r in results if r.stamp == stamp]
+    older = [r for r in results if r.stamp != stamp]
+    run = f"Run: {stamp}"
+    if older:
+        run += f" ({', '.join(fresh)}; " + ", ".join(f"{r.key} from {r.stamp}" for r in older)
+        run += ")"
     lines = [
-        f"Run: {stamp}{' (partial run: only ' + ', '.join(r.key for r in results) + ')' if partial else ''}.",
+        f"{run}.",
         "",
         "| machine | |",
         "|---|---|",
@@ -55,7 +67,8 @@ def generated(results: list[Result], machine: dict[str, str], stamp: str, partia
             lines.append(_row(result.key, figure))
     lines.append("")
     for result in results:
-        lines.append(f"**{result.key} — {result.title}** ({result.seconds:.0f} s)")
+        when = "" if result.stamp == stamp else f", {result.stamp}"
+        lines.append(f"**{result.key} — {result.title}** ({result.seconds:.0f} s{when})")
         lines.append("")
         for figure in result.figures:
             if figure.note:
@@ -67,14 +80,33 @@ def generated(results: list[Result], machine: dict[str, str], stamp: str, partia
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(
-    path: Path, results: list[Result], machine: dict[str, str], stamp: str, partial: bool = False
-) -> None:
+def merged(path: Path, results: list[Result]) -> list[Result]:
+    """This run's results with the last ones kept for benchmarks it did not run, in key order."""
+    by_key: dict[str, Result] = {}
+    store = path.with_suffix(".json")
+    if store.exists():
+        for data in json.loads(store.read_text(encoding="utf-8")):
+            kept = Result.from_json(data)
+            by_key[kept.key] = kept
+    for result in results:
+        by_key[result.key] = result
+    return [by_key[k] for k in sorted(by_key)]
+
+
+def write_report(path: Path, results: list[Result], machine: dict[str, str], stamp: str) -> None:
+    """Write the page's generated block, the JSON of the figures and the benchmarks' files."""
+    everything = merged(path, results)
     text = path.read_text(encoding="utf-8") if path.exists() else SKELETON
     if BEGIN not in text or END not in text:
         text = text.rstrip() + "\n\n" + BEGIN + "\n" + END + "\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    body = generated(results, machine, stamp, partial)
+    body = generated(everything, machine, stamp)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{head}{BEGIN}\n{body}{END}{tail}", encoding="utf-8")
+    path.with_suffix(".json").write_text(
+        json.dumps([r.to_json() for r in everything], indent=1, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    for name, content in ((n, c) for r in results for n, c in r.files.items()):
+        (path.parent / name).write_text(content, encoding="utf-8")

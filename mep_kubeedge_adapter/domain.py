@@ -155,6 +155,9 @@ class TwinChanged:
     device: DeviceId
     changes: Mapping[str, PropertyChange]
     timestamp: int
+    snapshot: Device
+    """The device as the registry holds it right after the change (model and labels
+    included), so listeners need not read the registry back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,8 @@ class StateChanged:
     previous: str | None
     last_online: str | None
     timestamp: int
+    snapshot: Device
+    """The device as the registry holds it right after the change."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,9 +250,11 @@ class DeviceRegistry:
         new_last_online = last_online or device.last_online
         if state == device.state and new_last_online == device.last_online:
             return
-        self._devices[device_id] = replace(device, state=state, last_online=new_last_online)
-        if state != device.state or new_last_online != device.last_online:
-            self._emit(StateChanged(device_id, state, device.state, new_last_online, self._clock()))
+        updated = replace(device, state=state, last_online=new_last_online)
+        self._devices[device_id] = updated
+        self._emit(
+            StateChanged(device_id, state, device.state, new_last_online, self._clock(), updated)
+        )
 
     # --------------------------------------------------------- kube: CR facts
 
@@ -397,13 +399,14 @@ class DeviceRegistry:
             change = _diff(before, after)
             if change is not None:
                 changes[name] = change
-        self._devices[device_id] = _with_properties(
+        updated = _with_properties(
             device,
             dict(properties),
             device.in_eventbus if in_eventbus is None else in_eventbus,
         )
+        self._devices[device_id] = updated
         if changes:
-            self._emit(TwinChanged(device_id, changes, self._clock()))
+            self._emit(TwinChanged(device_id, changes, self._clock(), updated))
 
 
 def _with_properties(

@@ -154,6 +154,13 @@ class Backlog:
             return notice
         return None
 
+    def take(self, limit: int) -> list[Notice]:
+        """Up to ``limit`` of the oldest pending notices, oldest first."""
+        taken: list[Notice] = []
+        while len(taken) < limit and (notice := self.pop()) is not None:
+            taken.append(notice)
+        return taken
+
     def drop_older_than(self, cutoff: float) -> int:
         """Remove the notices queued before ``cutoff`` (monotonic seconds); how many."""
         dropped = 0

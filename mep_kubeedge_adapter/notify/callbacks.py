@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from mep_kubeedge_adapter.domain import AdapterError
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy, parse_callback
 from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget
 from mep_kubeedge_adapter.notify.models import Subscription
-from mep_kubeedge_adapter.notify.render import Notice, render
+from mep_kubeedge_adapter.notify.render import Envelope, Notice, encode
 from mep_kubeedge_adapter.observability import LogThrottle, Metrics
 
 __all__ = ["Attempt", "CallbackChannel", "CallbackClient", "DeliverySettings", "RefusedAddress"]
@@ -205,6 +204,9 @@ class CallbackChannel:
         assert subscription.callback_reference is not None
         self._subscription = subscription
         self._url = subscription.callback_reference
+        self._envelope = Envelope.for_subscription(
+            subscription.subscription_type, subscription.id, subscription.href
+        )
         self._client = client
         self._settings = settings
         self._metrics = metrics
@@ -282,9 +284,7 @@ class CallbackChannel:
     async def _deliver(self, notice: Notice) -> None:
         subscription = self._subscription
         try:
-            body = json.dumps(
-                render(notice, subscription.id, subscription.href), separators=(",", ":")
-            ).encode()
+            body = encode(notice, self._envelope)
         except (ValueError, OverflowError) as exc:
             self._drop(notice, f"cannot be rendered: {exc}")
             return

@@ -1,12 +1,16 @@
 """Change events → per-subscription queues: the registry listener and the delivery lifecycle.
 
 The registry calls ``on_change`` synchronously after every change, so it only
-matches and enqueues: for each subscription of the event's type it selects the
-part of the event the subscription wants, numbers it (the ``sequence`` is taken
-here, at enqueue time, so a notice coalesced or dropped later leaves a visible
-gap) and hands it to the subscription's callback channel and websocket fan-out.
-Nothing awaits, and each match costs O(1) besides the notice itself; all sending
-happens in per-subscription tasks, so one slow subscriber never holds up another.
+matches and enqueues. The event carries the device's snapshot (model, labels), so
+nothing is read back. The subscriptions of the event's type that may match are found
+through a ``SubscriptionIndex`` (by device, model and label), so a change costs in
+proportion to the subscriptions it may match, not to all of them. For each one that
+matches, the part of the event it wants is selected (one content object per event, or
+per property filter, so its encoding is shared), numbered (the ``sequence`` is taken
+here, at enqueue time, so a notice coalesced or dropped later leaves a visible gap) and
+handed to the subscription's callback channel and websocket fan-out. Nothing awaits;
+all sending happens in per-subscription tasks, so one slow subscriber never holds up
+another.
 Every backlog draws on one ``PendingBudget`` (``max_pending_total``), exposed as the
 ``mka_notifications_pending`` gauge.
 
@@ -35,8 +39,9 @@ from mep_kubeedge_adapter.domain import (
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy
 from mep_kubeedge_adapter.notify.backlog import PendingBudget
 from mep_kubeedge_adapter.notify.callbacks import CallbackChannel, CallbackClient, DeliverySettings
+from mep_kubeedge_adapter.notify.index import SubscriptionIndex
 from mep_kubeedge_adapter.notify.models import Subscription
-from mep_kubeedge_adapter.notify.render import Notice, event_device_id, select
+from mep_kubeedge_adapter.notify.render import Change, Notice, content_of, narrow
 from mep_kubeedge_adapter.notify.websocket import GOING_AWAY, NORMAL_CLOSURE, WebsocketFanout
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
@@ -92,10 +97,17 @@ class NotificationDispatcher:
         self._on_sequence = on_sequence or (lambda _id, _seq: None)
         self._clock = clock
         self._feeds: dict[str, _Feed] = {}
-        self._by_type: dict[str, dict[str, _Feed]] = {
-            "DeviceTwinChangeSubscription": {},
-            "DeviceStateChangeSubscription": {},
-            "DeviceMembershipChangeSubscription": {},
+        self._by_type: dict[str, SubscriptionIndex[_Feed]] = {
+            "DeviceTwinChangeSubscription": SubscriptionIndex(),
+            "DeviceStateChangeSubscription": SubscriptionIndex(),
+            "DeviceMembershipChangeSubscription": SubscriptionIndex(),
+        }
+        self._by_event: dict[type, SubscriptionIndex[_Feed]] = {
+            TwinChanged: self._by_type["DeviceTwinChangeSubscription"],
+            StateChanged: self._by_type["DeviceStateChangeSubscription"],
+            DeviceAdded: self._by_type["DeviceMembershipChangeSubscription"],
+            DeviceRemoved: self._by_type["DeviceMembershipChangeSubscription"],
+            DeviceUpdated: self._by_type["DeviceMembershipChangeSubscription"],
         }
         self._stopping = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
@@ -175,14 +187,16 @@ class NotificationDispatcher:
         )
         feed = _Feed(subscription, sequence, callback, websockets)
         self._feeds[subscription.id] = feed
-        self._by_type[subscription.subscription_type][subscription.id] = feed
+        self._by_type[subscription.subscription_type].add(
+            subscription.id, subscription.selector, feed
+        )
 
     def remove(self, subscription_id: str, reason: str = "subscription deleted") -> None:
         """Stop routing: the worker is cancelled and attached websockets are closed (1000)."""
         feed = self._feeds.pop(subscription_id, None)
         if feed is None:
             return
-        self._by_type[feed.subscription.subscription_type].pop(subscription_id, None)
+        self._by_type[feed.subscription.subscription_type].remove(subscription_id)
         if feed.callback is not None:
             feed.callback.cancel()
         if feed.websockets is not None:
@@ -227,33 +241,34 @@ class NotificationDispatcher:
         """The registry listener: match and enqueue only."""
         if self._stopping.is_set():
             return
-        if isinstance(event, TwinChanged):
-            feeds = self._by_type["DeviceTwinChangeSubscription"]
-        elif isinstance(event, StateChanged):
-            feeds = self._by_type["DeviceStateChangeSubscription"]
-        elif isinstance(event, DeviceAdded | DeviceRemoved | DeviceUpdated):
-            feeds = self._by_type["DeviceMembershipChangeSubscription"]
+        index = self._by_event.get(type(event))
+        if not index:
+            return
+        if isinstance(event, TwinChanged | StateChanged):
+            device_id, device = event.device, event.snapshot
         else:
+            assert isinstance(event, DeviceAdded | DeviceRemoved | DeviceUpdated)
+            device_id, device = event.device.id, event.device
+        content = content_of(event)
+        if content is None:
             return
-        if not feeds:
-            return
-        device_id = event_device_id(event)
-        device = (
-            event.device
-            if isinstance(event, DeviceAdded | DeviceRemoved | DeviceUpdated)
-            else self._registry.get(device_id)
-            if device_id is not None
-            else None
-        )
+        narrowed: dict[frozenset[str], Change | None] = {}
         now_ms = self._clock()
         enqueued = self._monotonic()
-        for feed in feeds.values():
+        for feed in index.candidates(device_id, device):
             subscription = feed.subscription
-            if subscription.expired(now_ms):
+            selector = subscription.selector
+            if not selector.matches_device(device_id, device) or subscription.expired(now_ms):
                 continue
-            change = select(subscription.selector, event, device)
-            if change is None:
-                continue
+            change = content
+            if selector.properties:
+                if selector.properties in narrowed:
+                    cut = narrowed[selector.properties]
+                else:
+                    cut = narrowed[selector.properties] = narrow(content, selector.properties)
+                if cut is None:
+                    continue
+                change = cut
             feed.sequence += 1
             notice = Notice(feed.sequence, enqueued, change)
             self._on_sequence(subscription.id, feed.sequence)

@@ -1,18 +1,26 @@
 """Which change events a subscription gets, and the notification JSON (SPEC §4).
 
-Pure functions over domain events: no I/O, no clock. The dispatcher calls
-``select`` inside the registry listener, so it must stay cheap; ``render`` runs
-later, in the delivery task, once the notice has its sequence number.
+Pure functions over domain events: no I/O, no clock. The dispatcher matches inside the
+registry listener, so matching must stay cheap; encoding runs later, in the delivery
+task, once the notice has its sequence number.
 
 A twin change is narrowed to the subscribed properties (and skipped when none
 remain); models and labels are matched against the device as the registry holds
-it right after the change (for a removal, as it was).
+it right after the change (the event's snapshot; for a removal, as it was).
+
+Encoding is shared. A notification is a subscription's own envelope (its type and id
+before the ``sequence``, its ``_links`` after the content) around the change's content
+(``timeStamp``, ``device`` and what changed). The content is encoded once per change
+object and kept with it, so every subscription and socket that receives the same change
+splices the same bytes between its own pre-encoded envelope parts (``Envelope``); the
+result is byte for byte ``json.dumps(render(...), separators=(",", ":"))``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -31,13 +39,20 @@ from mep_kubeedge_adapter.domain import (
 )
 
 __all__ = [
+    "Change",
+    "Envelope",
     "MembershipNotice",
     "Notice",
     "Selector",
     "StateNotice",
     "TwinNotice",
     "coalesce_keys",
+    "content_json",
+    "content_of",
+    "encode",
+    "encoded_content",
     "merge",
+    "narrow",
     "render",
     "rfc3339",
     "select",
@@ -52,6 +67,7 @@ NOTIFICATION_TYPES = {
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COMPACT = (",", ":")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +92,17 @@ class Selector:
         return True
 
 
+# The change classes keep their encoded content in ``_content`` once a delivery asked for
+# it (set with ``object.__setattr__``, the frozen-dataclass way): it is derived from the
+# other fields, which never change, and a merged change is a new object with no cache.
+
+
 @dataclass(frozen=True, slots=True)
 class TwinNotice:
     device: DeviceId
     timestamp: int
     changes: Mapping[str, PropertyChange]
+    _content: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +112,7 @@ class StateNotice:
     state: str | None
     previous: str | None
     last_online: str | None
+    _content: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +120,7 @@ class MembershipNotice:
     device: Device
     timestamp: int
     change_type: ChangeType
+    _content: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
 
 Change = TwinNotice | StateNotice | MembershipNotice
@@ -104,7 +128,7 @@ Change = TwinNotice | StateNotice | MembershipNotice
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One notification waiting for delivery: numbered when queued, rendered when sent."""
+    """One notification waiting for delivery: numbered when queued, encoded when sent."""
 
     sequence: int
     enqueued: float
@@ -115,37 +139,15 @@ class Notice:
 # ------------------------------------------------------------------- selection
 
 
-def select(selector: Selector, event: ChangeEvent, device: Device | None) -> Change | None:
-    """What of ``event`` goes to a subscription with ``selector``, or None.
-
-    ``device`` is the registry's current snapshot of the event's device (used for
-    model and label criteria of twin and state changes).
-    """
-    kind = selector.subscription_type
+def content_of(event: ChangeEvent) -> Change | None:
+    """The whole of ``event`` as a notification's content (before any property filter)."""
     if isinstance(event, TwinChanged):
-        if kind != "DeviceTwinChangeSubscription":
-            return None
-        if not selector.matches_device(event.device, device):
-            return None
-        changes = event.changes
-        if selector.properties:
-            changes = {n: c for n, c in changes.items() if n in selector.properties}
-            if not changes:
-                return None
-        return TwinNotice(event.device, event.timestamp, changes)
+        return TwinNotice(event.device, event.timestamp, event.changes)
     if isinstance(event, StateChanged):
-        if kind != "DeviceStateChangeSubscription":
-            return None
-        if not selector.matches_device(event.device, device):
-            return None
         return StateNotice(
             event.device, event.timestamp, event.state, event.previous, event.last_online
         )
     if isinstance(event, DeviceAdded | DeviceRemoved | DeviceUpdated):
-        if kind != "DeviceMembershipChangeSubscription":
-            return None
-        if not selector.matches_device(event.device.id, event.device):
-            return None
         change_type: ChangeType = (
             "ADDED"
             if isinstance(event, DeviceAdded)
@@ -155,6 +157,44 @@ def select(selector: Selector, event: ChangeEvent, device: Device | None) -> Cha
         )
         return MembershipNotice(event.device, event.timestamp, change_type)
     return None
+
+
+def narrow(change: Change, properties: frozenset[str]) -> Change | None:
+    """A twin change cut to ``properties`` (None when none remain; ``change`` itself when
+    all remain, so its encoding is shared). Other changes are not filtered by property."""
+    if not properties or not isinstance(change, TwinNotice):
+        return change
+    kept = {n: c for n, c in change.changes.items() if n in properties}
+    if not kept:
+        return None
+    if len(kept) == len(change.changes):
+        return change
+    return TwinNotice(change.device, change.timestamp, kept)
+
+
+_EVENT_TYPES = {
+    "DeviceTwinChangeSubscription": (TwinChanged,),
+    "DeviceStateChangeSubscription": (StateChanged,),
+    "DeviceMembershipChangeSubscription": (DeviceAdded, DeviceRemoved, DeviceUpdated),
+}
+
+
+def select(selector: Selector, event: ChangeEvent, device: Device | None) -> Change | None:
+    """What of ``event`` goes to a subscription with ``selector``, or None.
+
+    ``device`` is the event's device as the registry holds it after the change (used for
+    model and label criteria of twin and state changes). The dispatcher does the same in
+    steps (``content_of`` once per event, ``narrow`` per property filter).
+    """
+    if not isinstance(event, _EVENT_TYPES.get(selector.subscription_type, ())):
+        return None
+    if isinstance(event, DeviceAdded | DeviceRemoved | DeviceUpdated):
+        device = event.device
+    device_id = event_device_id(event)
+    if device_id is None or not selector.matches_device(device_id, device):
+        return None
+    change = content_of(event)
+    return None if change is None else narrow(change, selector.properties)
 
 
 def event_device_id(event: ChangeEvent) -> DeviceId | None:
@@ -255,45 +295,103 @@ def _property_change(change: PropertyChange) -> dict[str, Any]:
     return body
 
 
-def render(notice: Notice, subscription_id: str, subscription_href: str) -> dict[str, Any]:
-    """The notification JSON of SPEC §4, as POSTed to a callback or sent on a websocket."""
-    change = notice.change
-    body: dict[str, Any]
+def content_json(change: Change) -> dict[str, Any]:
+    """The part of the notification that depends on the change only (between ``sequence``
+    and ``_links``), in the order of SPEC §4."""
     if isinstance(change, TwinNotice):
-        body = {
-            "notificationType": "DeviceTwinChangeNotification",
-            "subscriptionId": subscription_id,
-            "sequence": notice.sequence,
+        return {
             "timeStamp": time_stamp(change.timestamp),
             "device": _device_ref(change.device),
             "changes": {name: _property_change(c) for name, c in sorted(change.changes.items())},
         }
-    elif isinstance(change, StateNotice):
-        body = {
-            "notificationType": "DeviceStateChangeNotification",
-            "subscriptionId": subscription_id,
-            "sequence": notice.sequence,
+    if isinstance(change, StateNotice):
+        return {
             "timeStamp": time_stamp(change.timestamp),
             "device": _device_ref(change.device),
             "state": change.state,
             "previousState": change.previous,
             "lastOnlineTime": change.last_online,
         }
-    else:
-        device = change.device
-        body = {
-            "notificationType": "DeviceMembershipChangeNotification",
-            "subscriptionId": subscription_id,
-            "sequence": notice.sequence,
-            "timeStamp": time_stamp(change.timestamp),
-            "device": _device_ref(device.id),
-            "changeType": change.change_type,
-            "model": device.model,
-            "node": device.node,
-            "labels": dict(device.labels),
-        }
-    body["_links"] = {"subscription": {"href": subscription_href}}
-    return body
+    device = change.device
+    return {
+        "timeStamp": time_stamp(change.timestamp),
+        "device": _device_ref(device.id),
+        "changeType": change.change_type,
+        "model": device.model,
+        "node": device.node,
+        "labels": dict(device.labels),
+    }
+
+
+_NOTIFICATION_TYPE_OF = {
+    TwinNotice: "DeviceTwinChangeNotification",
+    StateNotice: "DeviceStateChangeNotification",
+    MembershipNotice: "DeviceMembershipChangeNotification",
+}
+
+
+def render(notice: Notice, subscription_id: str, subscription_href: str) -> dict[str, Any]:
+    """The notification JSON of SPEC §4, as POSTed to a callback or sent on a websocket.
+
+    The straightforward form; deliveries send ``encode``'s bytes, which equal its compact
+    JSON encoding."""
+    return {
+        "notificationType": _NOTIFICATION_TYPE_OF[type(notice.change)],
+        "subscriptionId": subscription_id,
+        "sequence": notice.sequence,
+        **content_json(notice.change),
+        "_links": {"subscription": {"href": subscription_href}},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A subscription's own part of every notification it receives, encoded once.
+
+    ``head`` is everything before the sequence number, ``tail`` the ``_links`` and the
+    closing brace after the content.
+    """
+
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def of(cls, notification_type: str, subscription_id: str, href: str) -> Envelope:
+        head = (
+            f'{{"notificationType":{json.dumps(notification_type)},'
+            f'"subscriptionId":{json.dumps(subscription_id)},"sequence":'
+        )
+        tail = f',"_links":{{"subscription":{{"href":{json.dumps(href)}}}}}}}'
+        return cls(head.encode(), tail.encode())
+
+    @classmethod
+    def for_subscription(cls, subscription_type: str, subscription_id: str, href: str) -> Envelope:
+        return cls.of(NOTIFICATION_TYPES[subscription_type], subscription_id, href)
+
+
+def encoded_content(change: Change) -> bytes:
+    """``change``'s content as compact JSON members (no braces), encoded once per change.
+
+    Raises ``ValueError`` or ``OverflowError`` when the change cannot be encoded."""
+    content = change._content
+    if content is None:
+        text = json.dumps(content_json(change), separators=_COMPACT)
+        content = text[1:-1].encode()
+        object.__setattr__(change, "_content", content)
+    return content
+
+
+def encode(notice: Notice, envelope: Envelope) -> bytes:
+    """The notification's bytes: the envelope around the sequence and the shared content."""
+    return b"".join(
+        (
+            envelope.head,
+            str(notice.sequence).encode(),
+            b",",
+            encoded_content(notice.change),
+            envelope.tail,
+        )
+    )
 
 
 def _device_ref(device_id: DeviceId) -> dict[str, str]:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from dataclasses import replace
 
-from mep_kubeedge_adapter.domain import DeviceId
+from mep_kubeedge_adapter.domain import Device, DeviceId, PropertyChange, TwinChanged, TwinValue
 from mep_kubeedge_adapter.notify.subscriptions import (
     FilteringCriteria,
     SubscriptionRequest,
@@ -345,3 +345,19 @@ async def test_a_notice_that_cannot_be_rendered_is_dropped_and_the_worker_goes_o
     assert received[0]["changes"]["temperature"]["previous"]["value"] == "2"
     assert sample(metrics, "callback", "dropped") == 2
     assert sample(metrics, "callback", "delivered") == 2
+
+
+async def test_filters_match_the_snapshot_the_event_carries(
+    service: SubscriptionService, sink: Sink
+) -> None:
+    """The dispatcher takes the device's model and labels from the event, not from a read
+    of the registry (which here does not even hold the device)."""
+    await service.create(twin_request(sink.url, labels={"room": "lab"}, models=["thermometer"]))
+    device = DeviceId("default", "elsewhere")
+    change = PropertyChange(TwinValue("1", 1), None, None, None, True, False)
+    for labels in ({"room": "hall"}, {"room": "lab"}):
+        snapshot = Device(id=device, model="thermometer", labels=labels)
+        service.dispatcher.on_change(TwinChanged(device, {"t": change}, 1, snapshot))
+    (body,) = await sink.wait_for(1)
+    assert body["device"] == {"namespace": "default", "name": "elsewhere"}
+    assert body["sequence"] == 1

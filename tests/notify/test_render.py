@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from mep_kubeedge_adapter.domain import (
     Device,
     DeviceAdded,
@@ -16,12 +19,18 @@ from mep_kubeedge_adapter.domain import (
     TwinValue,
 )
 from mep_kubeedge_adapter.notify.render import (
+    Change,
+    Envelope,
     MembershipNotice,
     Notice,
     Selector,
     StateNotice,
     TwinNotice,
+    content_of,
+    encode,
+    encoded_content,
     merge,
+    narrow,
     render,
     rfc3339,
     select,
@@ -47,7 +56,7 @@ def reported(value: str, ts: int, before: str | None = None, before_ts: int = 0)
 
 
 def twin_event(**changes: PropertyChange) -> TwinChanged:
-    return TwinChanged(THERMO, changes, 1_795_641_101_256)
+    return TwinChanged(THERMO, changes, 1_795_641_101_256, DEVICE)
 
 
 def test_rfc3339_is_utc_with_milliseconds() -> None:
@@ -112,7 +121,7 @@ def test_desired_side_and_deletion_are_rendered() -> None:
 
 
 def test_state_notification() -> None:
-    event = StateChanged(THERMO, "online", "offline", "2026-11-25T21:11:41Z", 1_000)
+    event = StateChanged(THERMO, "online", "offline", "2026-11-25T21:11:41Z", 1_000, DEVICE)
     change = select(Selector(STATE), event, DEVICE)
     assert change is not None
     body = render(Notice(3, 0.0, change), "s-2", HREF)
@@ -141,7 +150,7 @@ def test_membership_notifications_carry_change_type_model_and_labels() -> None:
 
 def test_type_must_match() -> None:
     twin = twin_event(temperature=reported("1", 1))
-    state = StateChanged(THERMO, "online", None, None, 1)
+    state = StateChanged(THERMO, "online", None, None, 1, DEVICE)
     assert select(Selector(STATE), twin, DEVICE) is None
     assert select(Selector(MEMBERSHIP), twin, DEVICE) is None
     assert select(Selector(TWIN), state, DEVICE) is None
@@ -170,7 +179,7 @@ def test_properties_narrow_twin_changes_and_skip_when_none_remain() -> None:
 
 def test_properties_do_not_filter_state_or_membership() -> None:
     selector = Selector(STATE, properties=frozenset({"x"}))
-    assert select(selector, StateChanged(THERMO, "online", None, None, 1), DEVICE)
+    assert select(selector, StateChanged(THERMO, "online", None, None, 1, DEVICE), DEVICE)
     selector = Selector(MEMBERSHIP, properties=frozenset({"x"}))
     assert isinstance(select(selector, DeviceAdded(DEVICE, 1), None), MembershipNotice)
 
@@ -192,3 +201,102 @@ def test_merge_keeps_the_newest_value_and_the_oldest_previous() -> None:
     )
     assert state_left is None
     assert state == StateNotice(THERMO, 2, "unknown", "offline", "x")
+
+
+# ------------------------------------------------------------------ shared encoding
+
+IDS_AND_HREFS = [
+    ("s-1", HREF),
+    (
+        "0b7c6e1e-9a55-4d62-8f0a-3e1c9e2b7d10",
+        "https://gw/app-1/kubeedge_devices/v1/subscriptions/x",
+    ),
+    ('odd"id\\é', 'http://gw/a b/"quoted"/ü'),
+]
+
+
+def _straightforward(notice: Notice, subscription_id: str, href: str) -> bytes:
+    return json.dumps(render(notice, subscription_id, href), separators=(",", ":")).encode()
+
+
+def _notices() -> list[Notice]:
+    desired = PropertyChange(
+        reported=TwinValue("5", None),
+        previous_reported=TwinValue("5", None),
+        desired=TwinValue("7", 2000),
+        previous_desired=TwinValue("6", 1000),
+        reported_changed=False,
+        desired_changed=True,
+    )
+    deleted = PropertyChange(None, TwinValue("1", 1000), None, None, True, False, deleted=True)
+    labelled = Device(
+        id=DeviceId("plänt", 'pump"7'),
+        model="pump",
+        node=None,
+        labels={"room": "hall", "ünïcode": 'va"lue\\'},
+    )
+    changes: list[Change] = [
+        TwinNotice(THERMO, 1_795_641_101_256, {"t": reported("24", 1_000, "23", 999)}),
+        TwinNotice(THERMO, 0, {"speed": desired, "mode": deleted, "a": reported("1", 5)}),
+        StateNotice(THERMO, 1_000, "online", None, "2026-11-25T21:11:41Z"),
+        StateNotice(labelled.id, 1_000, None, "offline", None),
+        MembershipNotice(labelled, 42, "ADDED"),
+        MembershipNotice(DEVICE, 42, "REMOVED"),
+    ]
+    return [Notice(sequence, 0.0, c) for sequence, c in enumerate(changes, start=1)]
+
+
+def test_encoding_equals_the_straightforward_json_byte_for_byte() -> None:
+    for notice in _notices():
+        kind = {
+            TwinNotice: TWIN,
+            StateNotice: STATE,
+            MembershipNotice: MEMBERSHIP,
+        }[type(notice.change)]
+        for subscription_id, href in IDS_AND_HREFS:
+            envelope = Envelope.for_subscription(kind, subscription_id, href)
+            for sequence in (notice.sequence, 10**12):
+                numbered = replace(notice, sequence=sequence)
+                assert encode(numbered, envelope) == _straightforward(
+                    numbered, subscription_id, href
+                )
+
+
+def test_subscriptions_share_one_encoding_of_a_change_and_splice_their_own_fields() -> None:
+    change = select(Selector(TWIN), twin_event(temperature=reported("1", 1)), DEVICE)
+    assert change is not None
+    first = encode(Notice(1, 0.0, change), Envelope.for_subscription(TWIN, "s-1", HREF))
+    shared = encoded_content(change)
+    assert encoded_content(change) is shared, "encoded once per change object"
+    second = encode(Notice(9, 0.0, change), Envelope.for_subscription(TWIN, "s-2", "http://h/2"))
+    assert shared in first and shared in second
+    one, two = json.loads(first), json.loads(second)
+    assert (one["subscriptionId"], one["sequence"]) == ("s-1", 1)
+    assert (two["subscriptionId"], two["sequence"]) == ("s-2", 9)
+    assert two["_links"] == {"subscription": {"href": "http://h/2"}}
+    assert {k: v for k, v in one.items() if k not in ("subscriptionId", "sequence", "_links")} == {
+        k: v for k, v in two.items() if k not in ("subscriptionId", "sequence", "_links")
+    }
+
+
+def test_a_merged_change_is_encoded_anew() -> None:
+    older = TwinNotice(THERMO, 1, {"t": reported("2", 2, "1", 1), "h": reported("9", 2)})
+    newer = TwinNotice(THERMO, 3, {"t": reported("3", 3, "2", 2)})
+    encoded_content(older), encoded_content(newer)
+    left, merged = merge(older, newer, (THERMO, "t"))
+    envelope = Envelope.for_subscription(TWIN, "s-1", HREF)
+    for change in (left, merged):
+        assert change is not None
+        notice = Notice(5, 0.0, change)
+        assert encode(notice, envelope) == _straightforward(notice, "s-1", HREF)
+
+
+def test_narrowing_shares_the_change_when_every_property_is_wanted() -> None:
+    event = twin_event(temperature=reported("1", 1), humidity=reported("40", 1))
+    whole = content_of(event)
+    assert whole is not None
+    assert narrow(whole, frozenset()) is whole
+    assert narrow(whole, frozenset({"temperature", "humidity", "speed"})) is whole
+    cut = narrow(whole, frozenset({"humidity"}))
+    assert isinstance(cut, TwinNotice) and set(cut.changes) == {"humidity"}
+    assert narrow(whole, frozenset({"speed"})) is None

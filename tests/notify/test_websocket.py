@@ -18,6 +18,7 @@ from mep_kubeedge_adapter.notify.subscriptions import (
     SubscriptionService,
     TimeStamp,
 )
+from mep_kubeedge_adapter.notify.websocket import BATCH
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 
@@ -306,3 +307,38 @@ async def test_a_subscription_takes_only_so_many_sockets(
             assert message.type is WSMsgType.CLOSE
             assert third.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
             assert not first.closed and not second.closed
+
+
+async def test_a_burst_arrives_whole_in_order_as_the_callback_bytes(
+    endpoint: WebsocketEndpoint,
+    service: SubscriptionService,
+    registry: DeviceRegistry,
+    sink: Sink,
+    metrics: Metrics,
+) -> None:
+    """Several notices pending at one wake-up are written as one batch: every one arrives,
+    in order, numbered without gaps, each frame the compact JSON the callback received."""
+    add_devices(registry)
+    subscription = await service.create(
+        SubscriptionRequest(
+            subscriptionType=TWIN, callbackReference=sink.url, requestWebsocketUri=True
+        )
+    )
+    count = BATCH + 44
+    async with await endpoint.connect(subscription.id) as ws:
+        for i in range(count):  # no await between them: all pending at the next wake-up
+            report(registry, THERMO, 1 + i, temperature=str(i))
+        frames = []
+        for _ in range(count):
+            message = await asyncio.wait_for(ws.receive(), 3)
+            assert message.type is WSMsgType.TEXT
+            frames.append(message.data)
+    bodies = [json.loads(frame) for frame in frames]
+    assert [b["sequence"] for b in bodies] == list(range(1, count + 1))
+    assert [b["changes"]["temperature"]["reported"]["value"] for b in bodies] == [
+        str(i) for i in range(count)
+    ]
+    received = await sink.wait_for(count, timeout=10)
+    assert received == bodies
+    assert frames == [json.dumps(body, separators=(",", ":")) for body in received]
+    assert sample(metrics, "websocket", "delivered") == count
