@@ -3,16 +3,27 @@
 ``Metrics`` holds every Prometheus metric of the service in its own
 ``CollectorRegistry``, so several adapters (tests, benchmarks) can live in one
 process. Components receive the ``Metrics`` object; none creates metrics of its own.
+
+Logs are structlog lines on stderr (``configure_logging``). ``ACCESS_LOG`` writes the
+one line per API request; with the JSON configuration it formats that line itself
+(the same keys, order and JSON as structlog's chain, which a test compares), because the
+chain cost a quarter of a request's time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import logging
 import math
 import sys
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
+from typing import Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -169,6 +180,148 @@ class LogThrottle:
         return folded
 
 
+def utc_timestamp(nanoseconds: int) -> str:
+    """What ``structlog.processors.TimeStamper(fmt="iso", utc=True)`` writes for that
+    instant: ``2026-12-02T17:30:11.123456Z`` (no fraction when it is exactly zero)."""
+    second, rest = divmod(nanoseconds, 1_000_000_000)
+    prefix = _second_text(second)
+    micro = rest // 1000
+    return f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _second_text(second: int) -> str:
+    global _last_second
+    cached = _last_second
+    if cached[0] == second:
+        return cached[1]
+    text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    _last_second = (second, text)
+    return text
+
+
+def add_timestamp(logger: Any, method: str, event_dict: Any) -> Any:
+    """The ``timestamp`` processor: structlog's ISO UTC stamp, its date part made once a
+    second rather than by ``datetime.isoformat`` for every line."""
+    event_dict["timestamp"] = utc_timestamp(time.time_ns())
+    return event_dict
+
+
+_FIXED_KEYS = frozenset({"method", "route", "status", "seconds", "event", "level", "timestamp"})
+
+
+class AccessLog:
+    """The ``api_request`` line, written once per API request: one cheap call.
+
+    Under the JSON configuration of ``configure_logging`` (the service's default) the line
+    is formatted here: the keys structlog's chain would write, in its order (the call's
+    fields, ``event``, the bound context variables, ``level``, ``timestamp``) and with the
+    same JSON, written to the same stream. Lines written on the event loop are collected
+    and written together once per loop iteration (and at exit), so a burst of requests
+    costs one write, not one per request; other log lines of the same iteration may come
+    before them, each with its own timestamp. Under any other configuration (the console
+    format, a test capturing logs) the line goes through structlog.
+    """
+
+    def __init__(self) -> None:
+        self._fast: tuple[list[Any], int, TextIO] | None = None
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._bound: tuple[tuple[Any, ...], Any] = ((), None)
+        atexit.register(self.flush)
+
+    def use_json(self, processors: list[Any] | None, level: int, stream: TextIO) -> None:
+        """Format lines here while structlog runs exactly ``processors`` (None: never)."""
+        self.flush()
+        self._fast = None if processors is None else (list(processors), level, stream)
+
+    def write(self, method: str, route: str, status: int, seconds: float, *, debug: bool) -> None:
+        fast = self._fast
+        if fast is not None and _unchanged(structlog.get_config()["processors"], fast[0]):
+            if (logging.DEBUG if debug else logging.INFO) < fast[1]:
+                return
+            line = _access_json(method, route, status, seconds, debug)
+            if line is not None:
+                self._emit(line)
+                return
+        logger = self._logger()
+        (logger.debug if debug else logger.info)(
+            "api_request", method=method, route=route, status=status, seconds=seconds
+        )
+
+    def _emit(self, line: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._pending.append(line)
+            first = len(self._pending) == 1
+        if loop is None:
+            self.flush()
+        elif first:
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is collected."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending and self._fast is not None:
+            stream = self._fast[2]
+            with contextlib.suppress(ValueError, OSError):  # a closed stream at exit
+                stream.write("".join(pending))
+                stream.flush()
+
+    def _logger(self) -> Any:
+        """A logger bound once per structlog configuration (binding per call is costly)."""
+        config = structlog.get_config()
+        current = (
+            config["processors"],
+            config["wrapper_class"],
+            config["logger_factory"],
+            config["context_class"],
+        )
+        key, logger = self._bound
+        if len(key) != len(current) or any(a is not b for a, b in zip(current, key, strict=True)):
+            logger = structlog.get_logger("mep_kubeedge_adapter.api").bind()
+            self._bound = (current, logger)
+        return logger
+
+
+def _unchanged(current: list[Any], expected: list[Any]) -> bool:
+    """Whether structlog still runs ``expected`` (``capture_logs`` edits the list in place,
+    so the renderer at its end is compared as well as the list)."""
+    return len(current) == len(expected) and current[-1] is expected[-1]
+
+
+def _access_json(method: str, route: str, status: int, seconds: float, debug: bool) -> str | None:
+    """The JSON line (with its newline), or None if a bound value needs structlog's encoder."""
+    extra = _context_json(structlog.contextvars.get_contextvars().items())
+    if extra is None:
+        return None
+    return (
+        f'{{"method": {encode_basestring_ascii(method)}, '
+        f'"route": {encode_basestring_ascii(route)}, "status": {status!r}, '
+        f'"seconds": {float(seconds)!r}, "event": "api_request"{extra}, '
+        f'"level": "{"debug" if debug else "info"}", '
+        f'"timestamp": "{utc_timestamp(time.time_ns())}"}}\n'
+    )
+
+
+def _context_json(items: Iterable[tuple[str, Any]]) -> str | None:
+    parts = []
+    for key, value in items:
+        if key in _FIXED_KEYS or not isinstance(value, str):
+            return None
+        parts.append(f", {encode_basestring_ascii(key)}: {encode_basestring_ascii(value)}")
+    return "".join(parts)
+
+
+ACCESS_LOG = AccessLog()
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Structured logs on stderr: JSON lines for machines, or a console renderer for people."""
     numeric = getattr(logging, level.upper(), logging.INFO)
@@ -180,16 +333,16 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
     ]
+    processors = [*shared, structlog.processors.format_exc_info, renderer]
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
+    )
+    ACCESS_LOG.use_json(
+        structlog.get_config()["processors"] if fmt == "json" else None, numeric, sys.stderr
     )
     logging.basicConfig(level=max(numeric, logging.INFO), stream=sys.stderr, force=True)

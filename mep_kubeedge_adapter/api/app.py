@@ -29,7 +29,7 @@ from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, ApiDeps, Readiness
 from mep_kubeedge_adapter.api.listener import HeaderDeadline
 from mep_kubeedge_adapter.api.problems import REQUEST_ID, problem_middleware
 from mep_kubeedge_adapter.console import add_console_routes
-from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.observability import ACCESS_LOG, Metrics
 
 __all__ = ["API_BASE", "DEPS", "ApiDeps", "Readiness", "create_app"]
 
@@ -72,36 +72,6 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers["X-Request-Id"] = request_id
-
-
-class _AccessLog:
-    """The ``api_request`` logger, bound once per structlog configuration.
-
-    ``log.info`` on the module's lazy proxy binds a new logger on every call; this binds
-    one and keeps it while the configuration (processors, wrapper, factory) is the same.
-    """
-
-    def __init__(self) -> None:
-        self._config: tuple[Any, ...] = ()
-        self._logger: Any = None
-
-    def get(self) -> Any:
-        config = structlog.get_config()
-        current = (
-            config["processors"],
-            config["wrapper_class"],
-            config["logger_factory"],
-            config["context_class"],
-        )
-        if len(current) != len(self._config) or any(
-            a is not b for a, b in zip(current, self._config, strict=True)
-        ):
-            self._logger = log.bind()
-            self._config = current
-        return self._logger
-
-
-_ACCESS_LOG = _AccessLog()
 
 
 class _MetricChildren:
@@ -153,14 +123,12 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         children.requests(route, request.method, status).inc()
         if status != 101:
             children.latency(route).observe(elapsed)
-        access = _ACCESS_LOG.get()
-        level = access.debug if request.path in EXEMPT_PATHS else access.info
-        level(
-            "api_request",
-            method=request.method,
-            route=route,
-            status=status,
-            seconds=round(elapsed, 6),
+        ACCESS_LOG.write(
+            request.method,
+            route,
+            status,
+            round(elapsed, 6),
+            debug=request.path in EXEMPT_PATHS,
         )
 
 
