@@ -26,6 +26,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -323,7 +324,13 @@ ACCESS_LOG = AccessLog()
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """Structured logs on stderr: JSON lines for machines, or a console renderer for people."""
+    """Structured logs on stderr: JSON lines for machines, or a console renderer for people.
+
+    Records of the standard ``logging`` module (aiohttp's, asyncio's, the kubernetes
+    client's) are rendered by the same processors, so the stream stays one JSON line per
+    record, a traceback as an ``exception`` field. aiohttp's server reports a malformed
+    request (a client's error, answered 400) with a traceback at error: that becomes a
+    warning whose event names the parser's message, without the traceback."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -345,4 +352,30 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     ACCESS_LOG.use_json(
         structlog.get_config()["processors"] if fmt == "json" else None, numeric, sys.stderr
     )
-    logging.basicConfig(level=max(numeric, logging.INFO), stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_client_errors_as_warnings)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(level=max(numeric, logging.INFO), handlers=[handler], force=True)
+
+
+def _client_errors_as_warnings(record: logging.LogRecord) -> bool:
+    """aiohttp's "Error handling request" for a request its parser refused (4xx): a warning
+    naming the error, without the traceback of aiohttp's own parser."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+        record.levelno = logging.WARNING
+        record.levelname = "WARNING"
+        record.exc_info = None
+        record.exc_text = None
+        record.msg = f"{record.getMessage()}: {exc.code} {exc.message}"
+        record.args = ()
+    return True

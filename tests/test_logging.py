@@ -1,4 +1,5 @@
-"""The access log line: formatted directly, it must equal what structlog's chain writes."""
+"""Logs: the access log line (formatted directly, equal to structlog's chain), and
+aiohttp's own records as JSON lines of the same stream."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+from aiohttp import web
 
 from mep_kubeedge_adapter.observability import (
     ACCESS_LOG,
@@ -161,3 +163,56 @@ async def test_lines_of_one_loop_iteration_are_written_together_in_order(
         201,
         404,
     ]
+
+
+# ------------------------------------------------------------------ aiohttp's own records
+
+
+async def _serve_and_send(raw: bytes) -> bytes:
+    """A real aiohttp server (its own loggers) and one raw request; the answer's bytes."""
+
+    async def fails(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in a handler")
+
+    app = web.Application()
+    app.router.add_get("/fails", fails)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return answer
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_malformed_request_is_one_json_warning_without_a_traceback(
+    stderr: Stderr,
+) -> None:
+    configure_logging("info", "json")
+    answer = await _serve_and_send(b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+    assert answer.split(b"\r\n", 1)[0].endswith(b"400 Bad Request")
+    lines = stderr.getvalue().splitlines()
+    assert lines, "the refusal is logged"
+    (record,) = [json.loads(line) for line in lines]
+    assert record["level"] == "warning"
+    assert record["logger"] == "aiohttp.server"
+    assert record["event"].startswith("Error handling request from 127.0.0.1: 400 ")
+    assert "exception" not in record and "Traceback" not in stderr.getvalue()
+
+
+async def test_a_failing_handler_is_one_json_error_with_its_traceback_as_a_field(
+    stderr: Stderr,
+) -> None:
+    configure_logging("info", "json")
+    answer = await _serve_and_send(b"GET /fails HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500")
+    (record,) = [json.loads(line) for line in stderr.getvalue().splitlines()]
+    assert record["level"] == "error"
+    assert record["logger"] == "aiohttp.server"
+    assert "RuntimeError: a bug in a handler" in record["exception"]
