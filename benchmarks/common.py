@@ -271,8 +271,9 @@ async def adapter_process(
 ) -> AsyncIterator[tuple[Child, str]]:
     """The real service (``python -m mep_kubeedge_adapter run``) in its own process.
 
-    Default settings (log level ``info``, JSON logs on stderr, sent to /dev/null here), the
-    API on a free loopback port. Yields the process and the API base URL once ``/readyz``
+    Default settings (log level ``info``, JSON logs on stderr, sent to /dev/null here, or
+    appended to the file ``BENCH_ADAPTER_LOG`` names, for a diagnosis), the API on a free
+    loopback port. Yields the process and the API base URL once ``/readyz``
     answers 200 (EventBus connected and synced with the EdgeCore emulator).
     """
     port = free_port()
@@ -287,6 +288,8 @@ async def adapter_process(
         "MKA_STORE__PATH": str(workdir / "state.sqlite3"),
         **(extra_env or {}),
     }
+    log_path = os.environ.get("BENCH_ADAPTER_LOG")
+    log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115, ASYNC230 (closed below)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -294,7 +297,7 @@ async def adapter_process(
         "run",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=log_file or asyncio.subprocess.DEVNULL,
         env=env,
     )
     child = Child(process, {"api_port": port})
@@ -341,6 +344,8 @@ async def adapter_process(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(profiler.wait(), 20)
         await child.stop()
+        if log_file is not None:
+            log_file.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
