@@ -302,13 +302,25 @@ def _access_json(method: str, route: str, status: int, seconds: float, debug: bo
     extra = _context_json(structlog.contextvars.get_contextvars().items())
     if extra is None:
         return None
+    head = _HEADS.get((method, route, status))
+    if head is None:
+        head = (
+            f'{{"method": {encode_basestring_ascii(method)}, '
+            f'"route": {encode_basestring_ascii(route)}, "status": {status!r}, "seconds": '
+        )
+        if len(_HEADS) < _HEADS_LIMIT:
+            _HEADS[(method, route, status)] = head
     return (
-        f'{{"method": {encode_basestring_ascii(method)}, '
-        f'"route": {encode_basestring_ascii(route)}, "status": {status!r}, '
-        f'"seconds": {float(seconds)!r}, "event": "api_request"{extra}, '
+        f'{head}{float(seconds)!r}, "event": "api_request"{extra}, '
         f'"level": "{"debug" if debug else "info"}", '
         f'"timestamp": "{utc_timestamp(time.time_ns())}"}}\n'
     )
+
+
+_HEADS: dict[tuple[str, str, int], str] = {}
+_HEADS_LIMIT = 1024
+"""Line beginnings kept per (method, route, status); a client choosing odd methods only
+makes its lines formatted in full, never this table grow further."""
 
 
 def _context_json(items: Iterable[tuple[str, Any]]) -> str | None:

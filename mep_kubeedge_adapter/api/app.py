@@ -2,13 +2,15 @@
 
 Middlewares, outermost first, and why in this order:
 
-1. ``request_context``: takes ``X-Request-Id`` or makes one, binds it into the structlog
-   context for every log line of the request; ``on_response_prepare`` echoes it, so even a
-   websocket upgrade and a problem response carry it;
-2. ``observe``: counts ``mka_api_requests{route,method,status}`` and the latency by route
-   template, after errors became responses, so the status is the one the caller saw;
-3. ``problem_middleware``: every failure below becomes problem+json (``problems.py``);
-4. the bearer check when ``MKA_API__AUTH=jwt`` (``auth.py``), whose 401 is such a failure.
+1. ``front`` (one middleware, since every layer costs on each request): tells the
+   listener's ``HeaderDeadline`` that the connection delivered a request; takes
+   ``X-Request-Id`` or makes one and binds it into the structlog context for every log
+   line of the request (``on_response_prepare`` echoes it, so even a websocket upgrade and
+   a problem response carry it); counts ``mka_api_requests{route,method,status}`` and the
+   latency by route template, after errors became responses, so the status is the one
+   the caller saw; and writes the access log line (``ACCESS_LOG``);
+2. ``problem_middleware``: every failure below becomes problem+json (``problems.py``);
+3. the bearer check when ``MKA_API__AUTH=jwt`` (``auth.py``), whose 401 is such a failure.
 """
 
 from __future__ import annotations
@@ -55,19 +57,6 @@ def _route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Any) -> web.StreamResponse:
-    offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if offered and _REQUEST_ID_PATTERN.match(offered) else _new_request_id()
-    request[REQUEST_ID] = request_id
-    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)
-
-
 async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
@@ -105,31 +94,43 @@ class _MetricChildren:
 _METRIC_CHILDREN = web.AppKey("metric_children", _MetricChildren)
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
-    route = _route_template(request)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response: web.StreamResponse = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        children = request.app[_METRIC_CHILDREN]
-        children.requests(route, request.method, status).inc()
-        if status != 101:
-            children.latency(route).observe(elapsed)
-        ACCESS_LOG.write(
-            request.method,
-            route,
-            status,
-            round(elapsed, 6),
-            debug=request.path in EXEMPT_PATHS,
+def _front(header_deadline: HeaderDeadline | None) -> Any:
+    @web.middleware
+    async def front(request: web.Request, handler: Any) -> web.StreamResponse:
+        if header_deadline is not None:
+            header_deadline.delivered(request)
+        offered = request.headers.get("X-Request-Id", "")
+        request_id = (
+            offered if offered and _REQUEST_ID_PATTERN.match(offered) else _new_request_id()
         )
+        request[REQUEST_ID] = request_id
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        route = _route_template(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            children = request.app[_METRIC_CHILDREN]
+            children.requests(route, request.method, status).inc()
+            if status != 101:
+                children.latency(route).observe(elapsed)
+            ACCESS_LOG.write(
+                request.method,
+                route,
+                status,
+                round(elapsed, 6),
+                debug=request.path in EXEMPT_PATHS,
+            )
+            structlog.contextvars.reset_contextvars(**tokens)
+
+    return front
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -159,9 +160,7 @@ def create_app(deps: ApiDeps, *, header_deadline: HeaderDeadline | None = None) 
     connections delivered a request.
     """
     api = deps.settings.api
-    middlewares: list[Any] = [request_context, observe, problem_middleware]
-    if header_deadline is not None:
-        middlewares.insert(0, header_deadline.middleware)
+    middlewares: list[Any] = [_front(header_deadline), problem_middleware]
     if api.auth == "jwt":
         if api.jwt_public_key_file is None:
             raise ValueError("auth=jwt needs jwt_public_key_file")

@@ -48,14 +48,12 @@ class HeaderDeadline:
 
         return factory
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Marks the connection as having delivered a request head."""
+    def delivered(self, request: web.Request) -> None:
+        """Mark ``request``'s connection as having delivered a request head (the API's
+        front middleware calls this for every request)."""
         protocol = request.protocol
         if isinstance(protocol, web.RequestHandler):
             self._answered.add(protocol)
-        response: web.StreamResponse = await handler(request)
-        return response
 
     def _expire(self, handler: web.RequestHandler) -> None:
         if handler in self._answered:
