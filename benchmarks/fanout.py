@@ -12,7 +12,8 @@ same sink.
 Websockets: 100 websocket-only subscriptions, one socket each, read by a separate
 process with aiohttp's websocket client; figure = frames received / time from first
 to last. The baseline is a bare aiohttp websocket server sending ``json.dumps`` frames
-of the same size to the same reader (this is the reader's ceiling too).
+of the same size to the same reader, one ``send_str`` each (this is near the reader's
+ceiling too).
 
 Bursts stay below the per-subscriber coalescing bound (1,000 pending), so every
 notification is delivered.
@@ -202,9 +203,9 @@ async def run(documents: int = 500, ws_documents: int = 900) -> Result:
             callback_rate,
             "notifications/s",
             baseline=bare_rate,
-            target="≥ 0.6 x bare aiohttp client",
+            target="≥ 0.75 x bare aiohttp client",
             met=bare_rate > 0
-            and callback_rate / bare_rate >= 0.6
+            and callback_rate / bare_rate >= 0.75
             and callbacks["count"] >= expected,
             note=f"{callbacks['count']:,} of {expected:,} delivered",
         )
@@ -215,8 +216,10 @@ async def run(documents: int = 500, ws_documents: int = 900) -> Result:
             ws_rate,
             "messages/s",
             baseline=bare_ws_rate,
-            target="≥ 100,000 messages/s",
-            met=ws_rate >= 100_000,
+            target="≥ 0.6 x bare aiohttp server",
+            met=bare_ws_rate > 0
+            and ws_rate / bare_ws_rate >= 0.6
+            and websockets["count"] >= ws_expected,
             note=f"{websockets['count']:,} of {ws_expected:,} delivered",
         )
     )

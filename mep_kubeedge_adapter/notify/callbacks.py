@@ -25,22 +25,30 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import structlog
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import AdapterError
-from mep_kubeedge_adapter.notify.addresses import AddressPolicy, parse_callback
+from mep_kubeedge_adapter.notify.addresses import AddressPolicy, CallbackTarget, parse_callback
 from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Envelope, Notice, encode
 from mep_kubeedge_adapter.observability import LogThrottle, Metrics
 
-__all__ = ["Attempt", "CallbackChannel", "CallbackClient", "DeliverySettings", "RefusedAddress"]
+__all__ = [
+    "Attempt",
+    "CallbackChannel",
+    "CallbackClient",
+    "DeliverySettings",
+    "Destination",
+    "RefusedAddress",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -138,15 +146,15 @@ class CallbackClient:
         if session is not None:
             await session.close()
 
-    async def post(self, url: str, body: bytes) -> Attempt:
+    async def post(self, destination: Destination, body: bytes) -> Attempt:
         session = self._session
         if session is None:
             return Attempt("retry", "the callback client is not running")
-        refusal = self._literal_refusal(url)
+        refusal = self._literal_refusal(destination)
         if refusal is not None:
             return Attempt("reject", refusal)
         try:
-            async with session.post(url, data=body, allow_redirects=False) as response:
+            async with session.post(destination.url, data=body, allow_redirects=False) as response:
                 await response.read()
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -164,16 +172,33 @@ class CallbackClient:
             return Attempt("retry", f"HTTP {status}", retry_after)
         return Attempt("reject", f"HTTP {status}")
 
-    def _literal_refusal(self, url: str) -> str | None:
+    def _literal_refusal(self, destination: Destination) -> str | None:
         """aiohttp connects to an address literal without calling the resolver, so the
-        policy is applied here for those."""
+        policy is applied here for those (on every attempt: the policy can change)."""
+        if destination.invalid is not None:
+            return destination.invalid
+        target = destination.target
+        if target is None or target.address is None:
+            return None
+        return self._policy.refusal(str(target.address), target.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A callback URL parsed once (by the client's own parser) for all its deliveries."""
+
+    url: URL
+    target: CallbackTarget | None
+    invalid: str | None = None
+    """Why the URL is refused (it was accepted once; the rules may have changed)."""
+
+    @classmethod
+    def of(cls, url: str) -> Destination:
         try:
             target = parse_callback(url)
         except AdapterError as exc:
-            return exc.detail
-        if target.address is None:
-            return None
-        return self._policy.refusal(str(target.address), target.port)
+            return cls(URL(), None, exc.detail)
+        return cls(URL(url), target)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -203,7 +228,7 @@ class CallbackChannel:
     ) -> None:
         assert subscription.callback_reference is not None
         self._subscription = subscription
-        self._url = subscription.callback_reference
+        self._destination = Destination.of(subscription.callback_reference)
         self._envelope = Envelope.for_subscription(
             subscription.subscription_type, subscription.id, subscription.href
         )
@@ -215,6 +240,8 @@ class CallbackChannel:
         self._cancelled = asyncio.Event()
         self._monotonic = monotonic
         self._full_log = LogThrottle()
+        self._counters: dict[str, Any] = {}
+        """``mka_notifications`` children by outcome (a ``labels()`` lookup is not free)."""
         self._backlog = Backlog(
             coalesce_after=settings.coalesce_after,
             max_pending=settings.max_pending,
@@ -297,7 +324,7 @@ class CallbackChannel:
                 return
             attempts += 1
             try:
-                attempt = await self._client.post(self._url, body)
+                attempt = await self._client.post(self._destination, body)
             except asyncio.CancelledError:
                 if self._stopping.is_set():
                     self._drop(notice, "shutdown cut the delivery")
@@ -350,4 +377,9 @@ class CallbackChannel:
 
     def _count(self, outcome: str, amount: int) -> None:
         if amount:
-            self._metrics.notifications.labels(channel=CHANNEL, outcome=outcome).inc(amount)
+            child = self._counters.get(outcome)
+            if child is None:
+                child = self._counters[outcome] = self._metrics.notifications.labels(
+                    channel=CHANNEL, outcome=outcome
+                )
+            child.inc(amount)
