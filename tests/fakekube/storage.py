@@ -192,7 +192,7 @@ class Store:
         if (namespace, name) in self._objects[rtype.key]:
             raise already_exists(rtype.group, rtype.plural, name)
         if rtype.clears_status_on_create:
-            obj.pop("status", None)
+            obj["status"] = {}
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
             meta.pop(key, None)
         if admission:
