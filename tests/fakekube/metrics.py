@@ -81,6 +81,16 @@ class MetricsApi:
         self._nodes.clear()
         self._pods.clear()
 
+    def node_usage(self, name: str) -> dict[str, str] | None:
+        sample = self._nodes.get(name)
+        return dict(sample.usage) if sample else None
+
+    def pod_usage(self, namespace: str, name: str) -> dict[str, dict[str, str]] | None:
+        containers = self._pods.get((namespace, name))
+        if containers is None:
+            return None
+        return {container: dict(sample.usage) for container, sample in containers}
+
     def node_names(self) -> set[str]:
         return set(self._nodes)
 

@@ -228,9 +228,24 @@ def _pod_spec_causes(spec: Mapping[str, Any], path: str) -> list[Cause]:
 # workloads (apps/v1)
 
 
+_INITIAL_STATUS: Final = {
+    # The fields of each status that are not omitempty, as a create's empty status encodes.
+    "ReplicaSet": {"replicas": 0},
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "DaemonSet": {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+}
+
+
 def _workload(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
     spec = obj.setdefault("spec", {})
     kind = rtype.kind
+    if obj.get("status") == {}:
+        obj["status"] = dict(_INITIAL_STATUS.get(kind, {}))
     if kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         spec.setdefault("replicas", 1)
     spec.setdefault("revisionHistoryLimit", 10)
