@@ -95,9 +95,10 @@ class Store:
         self.compacted_rv = self.rv
         self.services = ServiceAllocator()
         self.on_namespace_terminating: Callable[[str], None] = lambda _name: None
-        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+        self._objects: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
             key: {} for key in self.types
         }
+        """resource → namespace ("" if cluster-scoped) → name → object."""
         self._listeners: list[Listener] = []
 
     # ----------------------------------------------------------------------------- events
@@ -132,7 +133,22 @@ class Store:
 
     def find(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
         """The stored object itself (not a copy), or None."""
-        return self._objects[rtype.key].get((namespace if rtype.namespaced else "", name))
+        by_name = self._objects[rtype.key].get(namespace if rtype.namespaced else "")
+        return None if by_name is None else by_name.get(name)
+
+    def _keep(self, rtype: ResourceType, namespace: str, obj: dict[str, Any]) -> None:
+        ns = namespace if rtype.namespaced else ""
+        self._objects[rtype.key].setdefault(ns, {})[obj["metadata"]["name"]] = obj
+
+    def _drop(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
+        ns = namespace if rtype.namespaced else ""
+        by_name = self._objects[rtype.key].get(ns)
+        if by_name is None:
+            return None
+        obj = by_name.pop(name, None)
+        if not by_name:
+            del self._objects[rtype.key][ns]
+        return obj
 
     def lookup(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any]:
         obj = self.find(rtype, namespace, name)
@@ -144,11 +160,14 @@ class Store:
         self, rtype: ResourceType, namespace: str | None = None
     ) -> list[tuple[tuple[str, str], dict[str, Any]]]:
         """``((namespace, name), object)`` pairs in the server's order; objects not copied."""
-        return sorted(
-            (k, o)
-            for k, o in self._objects[rtype.key].items()
-            if namespace is None or k[0] == namespace
-        )
+        by_namespace = self._objects[rtype.key]
+        namespaces = sorted(by_namespace) if namespace is None else [namespace]
+        return [
+            ((ns, name), by_namespace[ns][name])
+            for ns in namespaces
+            if ns in by_namespace
+            for name in sorted(by_namespace[ns])
+        ]
 
     # ----------------------------------------------------------------------------- create
 
@@ -189,7 +208,7 @@ class Store:
         meta["name"] = name
         if rtype.namespaced:
             self._admit_namespace(rtype, namespace, name)
-        if (namespace, name) in self._objects[rtype.key]:
+        if self.find(rtype, namespace, name) is not None:
             raise already_exists(rtype.group, rtype.plural, name)
         if rtype.clears_status_on_create:
             obj["status"] = {}
@@ -208,7 +227,7 @@ class Store:
             meta["generation"] = 1
         obj["kind"] = rtype.kind
         obj.setdefault("apiVersion", f"{rtype.group}/v1" if rtype.group else "v1")
-        self._objects[rtype.key][(namespace, name)] = obj
+        self._keep(rtype, namespace, obj)
         self._record("ADDED", rtype, obj)
         return copy.deepcopy(obj)
 
@@ -325,10 +344,10 @@ class Store:
             and not meta.get("deletionGracePeriodSeconds")
         ):
             # The last finalizer is gone: the deletion completes.
-            self._objects[rtype.key][(namespace, name)] = updated
+            self._keep(rtype, namespace, updated)
             return self.remove(rtype, namespace, name)
         meta["resourceVersion"] = self._next_rv()
-        self._objects[rtype.key][(namespace, name)] = updated
+        self._keep(rtype, namespace, updated)
         self._record("MODIFIED", rtype, updated)
         return copy.deepcopy(updated)
 
@@ -433,7 +452,7 @@ class Store:
         if rtype.tracks_generation:
             umeta["generation"] = int(umeta.get("generation", 0)) + 1
         umeta["resourceVersion"] = self._next_rv()
-        self._objects[rtype.key][(namespace if rtype.namespaced else "", name)] = updated
+        self._keep(rtype, namespace, updated)
         self._record("MODIFIED", rtype, updated)
         return copy.deepcopy(updated), False
 
@@ -455,8 +474,7 @@ class Store:
 
     def remove(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any]:
         """Delete at once, whatever holds the object; DELETED."""
-        key = (namespace if rtype.namespaced else "", name)
-        obj = self._objects[rtype.key].pop(key, None)
+        obj = self._drop(rtype, namespace, name)
         if obj is None:
             raise not_found(rtype.group, rtype.plural, name)
         obj["metadata"]["resourceVersion"] = self._next_rv()
@@ -480,7 +498,7 @@ class Store:
         updated["metadata"]["deletionGracePeriodSeconds"] = 0
         updated["status"] = {**(updated.get("status") or {}), "phase": "Terminating"}
         updated["metadata"]["resourceVersion"] = self._next_rv()
-        self._objects[self.namespaces.key][("", name)] = updated
+        self._keep(self.namespaces, "", updated)
         self._record("MODIFIED", self.namespaces, updated)
         self.on_namespace_terminating(name)
         return copy.deepcopy(updated)

@@ -1,10 +1,12 @@
 """The cluster behind the fake API server: controllers, scheduler, nodes, metrics-server.
 
 It works in-process on the fake's store, in the test's event loop. One *pass* runs, in order:
-the garbage collector, the Deployment, ReplicaSet, StatefulSet and DaemonSet controllers, the
+the garbage collector (when something was deleted), the Deployment, ReplicaSet, StatefulSet and DaemonSet controllers, the
 scheduler, the taint-eviction controller and every node's agent (edged / kubelet), then
-metrics-server. Each pod moves at most one stage per pass, so every transition is a separate
-stored change that a watch (or :meth:`Cluster.wait_for`) sees.
+metrics-server. Like the real controllers' work queues, a pass looks only at the namespaces
+that changed since the last one (everything after a node changed). Each pod moves at most one
+stage per pass, so every transition is a separate stored change that a watch (or
+:meth:`Cluster.wait_for`) sees.
 
 Two ways to drive it:
 
@@ -29,7 +31,7 @@ from ..server import FakeApiServer
 from ..storage import WatchEvent
 from .context import Context
 from .gc import collect_garbage
-from .metrics_server import UsageRule, scrape
+from .metrics_server import MetricsServer, UsageRule
 from .nodes import ClusterNode
 from .scheduler import schedule
 from .workloads import (
@@ -68,8 +70,10 @@ class Cluster:
         self.auto = auto
         self._ctx = Context(fake)
         self._nodes: dict[str, ClusterNode] = {}
-        self._rules: list[UsageRule] = []
-        self._default_usage = UsageRule(*default_usage)
+        self._metrics_server = MetricsServer(UsageRule(*default_usage))
+        self._dirty_namespaces: set[str] = set()
+        self._all_dirty = True
+        self._deletions = True
         self.errors: list[ApiError] = []
         """Write errors met by the components (a healthy run has none)."""
         self._dirty = asyncio.Event()
@@ -112,11 +116,21 @@ class Cluster:
                 await task
 
     def _on_event(self, event: WatchEvent) -> None:
-        self._dirty.set()
         self._changed.set()
+        if event.key == "events":
+            return  # no component acts on events
+        meta = event.obj["metadata"]
+        if event.type == "DELETED" or meta.get("deletionTimestamp"):
+            self._deletions = True
+        if event.key == "nodes":
+            self._all_dirty = True
+        elif meta.get("namespace"):
+            self._dirty_namespaces.add(meta["namespace"])
+        self._dirty.set()
 
     def wake(self) -> None:
-        """Make an automatic cluster run a pass (after changing a node's settings)."""
+        """Make the next pass look at everything (after changing a node's settings)."""
+        self._all_dirty = True
         self._dirty.set()
         self._changed.set()
 
@@ -134,8 +148,13 @@ class Cluster:
         """Run one pass; True if it stored any change."""
         before = self.fake.store.rv
         ctx = self._ctx
+        ctx.scope = None if self._all_dirty else set(self._dirty_namespaces)
+        gc_due = self._deletions or self._all_dirty
+        self._all_dirty = self._deletions = False
+        self._dirty_namespaces.clear()
+        if gc_due:
+            self._guard(collect_garbage, ctx)
         for component in (
-            collect_garbage,
             reconcile_deployments,
             reconcile_replicasets,
             reconcile_statefulsets,
@@ -151,7 +170,7 @@ class Cluster:
         return self.fake.store.rv != before
 
     def _scrape(self, ctx: Context) -> None:
-        scrape(ctx, self._nodes, self._rules, self._default_usage)
+        self._metrics_server.scrape(ctx, self._nodes)
 
     def _guard(self, component: Callable[[Context], None], ctx: Context) -> None:
         try:
@@ -303,7 +322,8 @@ class Cluster:
         container: str | None = None,
     ) -> None:
         """Usage of the running containers that match (the latest matching rule wins)."""
-        self._rules.insert(0, UsageRule(cpu, memory, namespace, dict(labels or {}), container))
+        rule = UsageRule(cpu, memory, namespace, dict(labels or {}), container)
+        self._metrics_server.rules.insert(0, rule)
         self.wake()
 
     # ----------------------------------------------------------------------------- reading

@@ -90,6 +90,8 @@ class Context:
     fake: FakeApiServer
     now: float = 0.0
     """Virtual seconds since the cluster started; only :meth:`Cluster.elapse` moves it."""
+    scope: set[str] | None = None
+    """Namespaces this pass looks at (those changed since the last pass); None: all."""
     _event_names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -106,6 +108,12 @@ class Context:
     def all(self, rtype: ResourceType, namespace: str | None = None) -> list[dict[str, Any]]:
         """The stored objects (not copies: copy before changing)."""
         return [obj for _, obj in self.store.select(rtype, namespace)]
+
+    def scoped(self, rtype: ResourceType) -> list[dict[str, Any]]:
+        """The stored objects of a namespaced kind in this pass's namespaces (not copies)."""
+        if self.scope is None:
+            return self.all(rtype)
+        return [obj for ns in sorted(self.scope) for obj in self.all(rtype, ns)]
 
     def write_status(self, rtype: ResourceType, obj: Mapping[str, Any], status: Any) -> None:
         """Write ``status`` through the status subresource (a no-op when unchanged)."""

@@ -1,7 +1,7 @@
 """metrics-server: NodeMetrics and PodMetrics from what runs on online nodes.
 
-Each pass replaces the fake's records: a node online has its own usage plus its pods'; a pod
-``Running`` on an online node has one record per container, from the first matching
+Each pass updates the fake's records: a node online has its own usage plus its pods'; a pod
+``Running`` on an online node has one record per container, from the latest matching
 :class:`UsageRule` (or the default). Offline nodes and their pods have none (metrics-server
 cannot scrape them). Values are written as metrics-server writes them: CPU in nanocores
 (``"2000000n"``), memory in KiB (``"12288Ki"``).
@@ -17,7 +17,7 @@ from .context import Context
 from .nodes import ClusterNode
 from .quantity import cpu_nanocores, memory_bytes
 
-__all__ = ["UsageRule", "scrape"]
+__all__ = ["MetricsServer", "UsageRule"]
 
 
 @dataclass(frozen=True)
@@ -44,37 +44,60 @@ def _usage(cpu_n: int, memory_b: int) -> dict[str, str]:
     return {"cpu": f"{cpu_n}n", "memory": f"{memory_b // 1024}Ki"}
 
 
-def scrape(
-    ctx: Context, nodes: Mapping[str, ClusterNode], rules: list[UsageRule], default: UsageRule
-) -> None:
-    metrics = ctx.fake.metrics
-    online = {name for name, node in nodes.items() if node.online}
-    totals = {
-        name: [cpu_nanocores(nodes[name].usage["cpu"]), memory_bytes(nodes[name].usage["memory"])]
-        for name in online
-    }
-    seen: set[tuple[str, str]] = set()
-    for pod in ctx.all(ctx.pods):
-        node = pod["spec"].get("nodeName")
-        if node not in online or (pod.get("status") or {}).get("phase") != "Running":
-            continue
-        meta = pod["metadata"]
-        containers: dict[str, dict[str, str]] = {}
-        for c in pod["spec"].get("containers") or []:
-            rule = next((r for r in rules if r.matches(pod, c["name"])), default)
-            cpu, memory = cpu_nanocores(rule.cpu), memory_bytes(rule.memory)
+class MetricsServer:
+    """Scrapes the pods of the namespaces a pass looks at, and every online node."""
+
+    def __init__(self, default: UsageRule) -> None:
+        self.default = default
+        self.rules: list[UsageRule] = []
+        self._pods: dict[tuple[str, str], tuple[str, int, int]] = {}
+        """(namespace, pod) → (node, cpu nanocores, memory bytes) of the running pods."""
+
+    def scrape(self, ctx: Context, nodes: Mapping[str, ClusterNode]) -> None:
+        metrics = ctx.fake.metrics
+        online = {name for name, node in nodes.items() if node.online}
+        if ctx.scope is None:
+            stale = set(self._pods)
+        else:
+            stale = {key for key in self._pods if key[0] in ctx.scope}
+        for pod in ctx.scoped(ctx.pods):
+            node = pod["spec"].get("nodeName")
+            if node not in online or (pod.get("status") or {}).get("phase") != "Running":
+                continue
+            meta = pod["metadata"]
+            key = (meta["namespace"], meta["name"])
+            stale.discard(key)
+            containers: dict[str, dict[str, str]] = {}
+            total_cpu = total_memory = 0
+            for c in pod["spec"].get("containers") or []:
+                rule = next((r for r in self.rules if r.matches(pod, c["name"])), self.default)
+                cpu, memory = cpu_nanocores(rule.cpu), memory_bytes(rule.memory)
+                total_cpu += cpu
+                total_memory += memory
+                containers[c["name"]] = _usage(cpu, memory)
+            self._pods[key] = (str(node), total_cpu, total_memory)
+            if metrics.pod_usage(*key) != containers:
+                metrics.set_pod(*key, containers)
+        for key in stale:
+            del self._pods[key]
+            metrics.forget_pod(*key)
+        for key, (node, _, _) in list(self._pods.items()):
+            if node not in online:
+                del self._pods[key]
+                metrics.forget_pod(*key)
+        totals = {
+            name: [
+                cpu_nanocores(nodes[name].usage["cpu"]),
+                memory_bytes(nodes[name].usage["memory"]),
+            ]
+            for name in online
+        }
+        for node, cpu, memory in self._pods.values():
             totals[node][0] += cpu
             totals[node][1] += memory
-            containers[c["name"]] = _usage(cpu, memory)
-        key = (meta["namespace"], meta["name"])
-        seen.add(key)
-        if metrics.pod_usage(*key) != containers:
-            metrics.set_pod(*key, containers)
-    for key in metrics.pod_keys() - seen:
-        metrics.forget_pod(*key)
-    for name in online:
-        usage = _usage(*totals[name])
-        if metrics.node_usage(name) != usage:
-            metrics.set_node(name, usage)
-    for name in metrics.node_names() - online:
-        metrics.forget_node(name)
+        for name in online:
+            usage = _usage(*totals[name])
+            if metrics.node_usage(name) != usage:
+                metrics.set_node(name, usage)
+        for name in metrics.node_names() - online:
+            metrics.forget_node(name)

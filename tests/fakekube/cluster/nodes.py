@@ -271,8 +271,9 @@ class ClusterNode:
 
     # ----------------------------------------------------------------------------- the agent
 
-    def _pods(self) -> list[dict[str, Any]]:
-        return [p for p in self._ctx.all(self._ctx.pods) if p["spec"].get("nodeName") == self.name]
+    def _pods(self, *, scoped: bool = False) -> list[dict[str, Any]]:
+        pods = self._ctx.scoped(self._ctx.pods) if scoped else self._ctx.all(self._ctx.pods)
+        return [p for p in pods if p["spec"].get("nodeName") == self.name]
 
     def _event(
         self,
@@ -325,7 +326,7 @@ class ClusterNode:
         """One pass of edged / the kubelet over this node's pods (nothing while offline)."""
         if not self.online or self._ctx.store.find(self._ctx.nodes, "", self.name) is None:
             return
-        for pod in self._pods():
+        for pod in self._pods(scoped=True):
             meta = pod["metadata"]
             if meta.get("deletionTimestamp"):
                 for container in pod["spec"].get("containers") or []:

@@ -68,19 +68,22 @@ def _failure_message(total: int, reasons: Counter[str]) -> str:
 
 
 def schedule(ctx: Context) -> None:
+    pending = [
+        pod
+        for pod in ctx.scoped(ctx.pods)
+        if not pod["spec"].get("nodeName")
+        and not pod["metadata"].get("deletionTimestamp")
+        and pod["spec"].get("schedulerName", "default-scheduler") == "default-scheduler"
+    ]
+    if not pending:
+        return
     nodes = ctx.all(ctx.nodes)
     loads = {n["metadata"]["name"]: _NodeLoad(n) for n in nodes}
-    pending: list[dict[str, Any]] = []
     for pod in ctx.all(ctx.pods):
         node_name = pod["spec"].get("nodeName")
         phase = (pod.get("status") or {}).get("phase")
-        if node_name:
-            if node_name in loads and phase not in ("Succeeded", "Failed"):
-                loads[node_name].add(pod)
-        elif not pod["metadata"].get("deletionTimestamp") and (
-            pod["spec"].get("schedulerName", "default-scheduler") == "default-scheduler"
-        ):
-            pending.append(pod)
+        if node_name in loads and phase not in ("Succeeded", "Failed"):
+            loads[node_name].add(pod)
     for pod in pending:
         reasons: Counter[str] = Counter()
         feasible: list[str] = []

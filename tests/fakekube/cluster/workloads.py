@@ -79,7 +79,7 @@ def _template_hash(deployment: Mapping[str, Any]) -> str:
 
 
 def reconcile_deployments(ctx: Context) -> None:
-    for deployment in ctx.all(ctx.deployments):
+    for deployment in ctx.scoped(ctx.deployments):
         if deployment["metadata"].get("deletionTimestamp"):
             continue
         _reconcile_deployment(ctx, deployment)
@@ -212,7 +212,7 @@ def _deployment_status(ctx: Context, deployment: dict[str, Any], new_name: str) 
 
 
 def reconcile_replicasets(ctx: Context) -> None:
-    for rs in ctx.all(ctx.replicasets):
+    for rs in ctx.scoped(ctx.replicasets):
         if rs["metadata"].get("deletionTimestamp"):
             continue
         pods = [p for p in _owned(ctx, rs, ctx.pods) if pod_is_active(p)]
@@ -265,7 +265,7 @@ def reconcile_replicasets(ctx: Context) -> None:
 
 
 def reconcile_statefulsets(ctx: Context) -> None:
-    for sts in ctx.all(ctx.statefulsets):
+    for sts in ctx.scoped(ctx.statefulsets):
         if sts["metadata"].get("deletionTimestamp"):
             continue
         meta, spec = sts["metadata"], sts["spec"]
@@ -341,7 +341,7 @@ def _running_and_ready(pod: Mapping[str, Any]) -> bool:
 
 def reconcile_daemonsets(ctx: Context) -> None:
     nodes = ctx.all(ctx.nodes)
-    for ds in ctx.all(ctx.daemonsets):
+    for ds in ctx.scoped(ctx.daemonsets):
         if ds["metadata"].get("deletionTimestamp"):
             continue
         meta, spec = ds["metadata"], ds["spec"]
