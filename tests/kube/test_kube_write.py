@@ -22,8 +22,8 @@ from mep_kubeedge_adapter.settings import ApiSettings, KubeSettings, Settings, S
 from mep_kubeedge_adapter.usecases import UnsupportedWriter
 from tests.fakekube import PROFILE_V1_14, FakeApiServer
 
-from .conftest import GROUP, NODE, StartSource, load_yaml
-from .test_kubesource import NS, desired_of, device, sentinel
+from .conftest import GROUP, NODE, StartSource
+from .test_kubesource import NS, desired_of, device, sentinel, v1alpha2_led
 
 A = DeviceId(NS, "a")
 
@@ -272,9 +272,7 @@ async def test_replacing_a_v1alpha2_device_keeps_its_node_selector(
 ) -> None:
     fake = fake_apiserver
     fake.serve(PROFILE_V1_14)
-    led = load_yaml("samples/v1alpha2_led-light-device-instance.yaml")
-    led["metadata"]["namespace"] = NS
-    led["spec"]["nodeSelector"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = [NODE]
+    led = v1alpha2_led()
     fake.create(led)
     running = await start_source()
     await running.synced()
