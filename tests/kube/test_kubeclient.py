@@ -21,7 +21,7 @@ from mep_kubeedge_adapter.kubeedge.kubeclient import (
     kubeconfig_api_client,
 )
 from mep_kubeedge_adapter.settings import KubeSettings
-from tests.fakekube import PROFILE_V1_14, FakeApiServer
+from tests.fakekube import PROFILE_V1_14, FakeApiServer, MetricsMode
 
 from .conftest import GROUP
 
@@ -86,6 +86,8 @@ async def test_uploaded_kubeconfig_reaches_its_cluster(
             client.CustomObjectsApi, "list_cluster_custom_object", GROUP, "v1beta1", "devices"
         )
         assert listing["items"] == []
+        assert await access.served_resources("metrics.k8s.io", "v1beta1") == {"nodes", "pods"}
+        fake_apiserver.metrics.mode = MetricsMode.ABSENT  # no metrics-server APIService
         assert await access.served_resources("metrics.k8s.io", "v1beta1") is None
     finally:
         access.close()
