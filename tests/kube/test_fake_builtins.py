@@ -291,6 +291,11 @@ async def test_service_cluster_ip_secret_data(core: client.CoreV1Api) -> None:
     replaced = await call(core.replace_namespaced_service, "web", NS, svc)
     assert replaced.spec.cluster_ip == ip
     assert replaced.spec.ports[0].node_port == created.spec.ports[0].node_port
+    svc["spec"]["clusterIP"] = "10.96.200.200"
+    with pytest.raises(client.ApiException) as exc:
+        await call(core.replace_namespaced_service, "web", NS, svc)
+    assert exc.value.status == 422
+    assert error_body(exc)["details"]["causes"][0]["field"] == "spec.clusterIPs[0]"
 
     secret = await call(
         core.create_namespaced_secret,
@@ -471,6 +476,15 @@ async def test_bound_pods_are_deleted_gracefully(
         _preload_content=False,
     )
     assert json.loads(answer.data)["status"] == "Success"
+    with pytest.raises(client.ApiException) as exc:
+        await call(
+            core.create_namespaced_pod_binding,
+            "bound",
+            NS,
+            {"metadata": {"name": "bound"}, "target": {"kind": "Node", "name": "edge-2"}},
+            _preload_content=False,
+        )
+    assert exc.value.status == 409
     bound = await call(core.read_namespaced_pod, "bound", NS)
     assert bound.spec.node_name == "edge-1"
     assert [(c.type, c.status) for c in bound.status.conditions] == [("PodScheduled", "True")]
