@@ -29,7 +29,6 @@ SAMPLES: set[Key] = {
     ("Device", "default", "pump-1"),
     ("Device", "default", "valve-1"),
     ("Deployment", NS, "demo-device-simulators"),
-    ("ConfigMap", NS, "sample-edge-app-settings"),
     ("Deployment", NS, "sample-edge-app"),
 }
 LAB_EXTRA: set[Key] = {
@@ -87,8 +86,9 @@ def test_lab_overlay_points_the_adapter_at_its_mep_emulator() -> None:
     objects = {key(o): o for o in kustomize(OVERLAYS["lab"])}
     settings = objects[("ConfigMap", NS, "mep-kubeedge-adapter-settings")]["data"]
     assert settings["MKA_MEP__URL"] == "http://127.0.0.1:30443"
-    app = objects[("ConfigMap", NS, "sample-edge-app-settings")]["data"]
-    assert app["MEP_URL"] == settings["MKA_MEP__URL"]
+    app = objects[("Deployment", NS, "sample-edge-app")]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in app["containers"][0]["env"]}
+    assert env["MEP_URL"] == settings["MKA_MEP__URL"]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
