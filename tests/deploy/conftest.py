@@ -38,6 +38,7 @@ OVERLAYS = {
     "samples": MANIFESTS / "samples",
     "edgegallery": MANIFESTS / "overlays" / "edgegallery",
     "lab": MANIFESTS / "overlays" / "lab",
+    "mecm-plugin": MANIFESTS / "mecm-plugin",
 }
 
 Obj = dict[str, Any]
