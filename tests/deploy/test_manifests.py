@@ -11,7 +11,7 @@ import yaml
 
 from mep_kubeedge_adapter.emulators.mep import AppIdentity
 from mep_kubeedge_adapter.kubeedge.crds import decode_device, decode_device_model
-from mep_kubeedge_adapter.mep.models import NAME_PATTERN, to_ser_name
+from mep_kubeedge_adapter.mep.models import to_ser_name
 from mep_kubeedge_adapter.settings import Settings, load_settings
 from tests.deploy.conftest import (
     LAB_NODE,
@@ -33,9 +33,6 @@ from tests.deploy.conftest import (
 
 YAML_FILES = sorted(MANIFESTS.rglob("*.yaml"))
 CR_KINDS = {"Device", "DeviceModel", "DeviceStatus"}
-NOT_KUBERNETES = {
-    MANIFESTS / "edgegallery" / name for name in ("appd-producer.yaml", "appd-consumer.yaml")
-}
 
 
 def _rel(path: Path) -> str:
@@ -47,7 +44,7 @@ def _objects() -> list[tuple[str, Obj]]:
     patches = patch_files()
     found: list[tuple[str, Obj]] = []
     for path in YAML_FILES:
-        if path.name == "kustomization.yaml" or path in patches or path in NOT_KUBERNETES:
+        if path.name == "kustomization.yaml" or path in patches:
             continue
         found.extend((_rel(path), doc) for doc in load_documents(path))
     for name, directory in OVERLAYS.items():
@@ -88,7 +85,6 @@ def test_no_manifest_is_orphaned() -> None:
     standalone = {
         MANIFESTS / "secrets" / "mep-identity.template.yaml",
         MANIFESTS / "kubeedge" / "mosquitto.yaml",
-        *NOT_KUBERNETES,
     }
     orphans = [
         p
@@ -355,18 +351,3 @@ def test_broker_daemonset_listens_on_loopback_only() -> None:
     daemonset = docs["DaemonSet"]
     assert daemonset["metadata"]["name"] == "edge-eclipse-mosquitto"
     assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True
-
-
-# ------------------------------------------------------------------------------- APPD
-
-
-def test_appd_fragments_name_the_services_the_adapter_registers() -> None:
-    produced = yaml.safe_load((MANIFESTS / "edgegallery" / "appd-producer.yaml").read_text())
-    consumed = yaml.safe_load((MANIFESTS / "edgegallery" / "appd-consumer.yaml").read_text())
-    node_services = {to_ser_name("kubeedge-devices", LAB_NODE), to_ser_name("iots", LAB_NODE)}
-    producer = produced["topology_template"]["node_templates"]["app_configuration"]["properties"]
-    consumer = consumed["topology_template"]["node_templates"]["app_configuration"]["properties"]
-    assert {s["serName"] for s in producer["appServiceProduced"]} == node_services
-    used = [*consumer["appServiceRequired"], *consumer.get("appServiceOptional", [])]
-    assert {s["serName"] for s in used} == node_services
-    assert all(NAME_PATTERN.match(name) and len(name) <= 128 for name in node_services)
