@@ -64,61 +64,17 @@ RUN /opt/mka/bin/pip install ".[mecm]" \
  && /opt/mka/bin/python -m compileall -q /opt/mka/lib
 
 # ---------------------------------------------------------------------------------------------
-# The KubeEdge plugin for MECM. It listens for lcmcontroller's gRPC calls (TLS, port 8096) and
-# keeps kubeconfigs, packages and instance records in MKA_MECM__DATA_DIR, a volume.
-FROM ${BASE_IMAGE} AS mecm-plugin
+# What both images have: the labels, the unprivileged user, the environment, the CLI.
+FROM ${BASE_IMAGE} AS runtime-base
 
+# An ARG from before the first FROM is only visible in a stage that declares it again.
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=""
 
-LABEL org.opencontainers.image.title="mep-kubeedge-adapter-mecm" \
-      org.opencontainers.image.description="The KubeEdge plugin for EdgeGallery MECM: deploys app packages to KubeEdge edge nodes" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.vendor="mep-kubeedge-adapter" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
-
-RUN groupadd --system --gid 10001 mka \
- && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/mka-mecm --no-create-home \
-            --shell /usr/sbin/nologin mka \
- && install -d -o 10001 -g 10001 -m 0750 /var/lib/mka-mecm
-
-COPY --from=build-mecm /opt/mka /opt/mka
-
-ENV PATH=/opt/mka/bin:${PATH} \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    MKA_MECM__DATA_DIR=/var/lib/mka-mecm
-
-USER 10001:10001
-WORKDIR /var/lib/mka-mecm
-VOLUME ["/var/lib/mka-mecm"]
-EXPOSE 8096
-
-# gRPC over TLS: a TCP connect is what the image can check without credentials.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, socket; socket.create_connection(('127.0.0.1', int(os.environ.get('MKA_MECM__PORT', '8096'))), timeout=4).close()"]
-
-ENTRYPOINT ["mep-kubeedge-adapter"]
-CMD ["mecm-plugin"]
-
-# ---------------------------------------------------------------------------------------------
-# The adapter (the default target: the last stage).
-FROM ${BASE_IMAGE} AS runtime
-
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-ARG SOURCE=""
-
-LABEL org.opencontainers.image.title="mep-kubeedge-adapter" \
-      org.opencontainers.image.description="KubeEdge device twins as ETSI MEC 011 (MP1) services on the EdgeGallery MEP" \
-      org.opencontainers.image.version="${VERSION}" \
+LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
@@ -132,16 +88,49 @@ RUN groupadd --system --gid 10001 mka \
             --shell /usr/sbin/nologin mka \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/mka
 
+ENV PATH=/opt/mka/bin:${PATH} \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+ENTRYPOINT ["mep-kubeedge-adapter"]
+
+# ---------------------------------------------------------------------------------------------
+# The KubeEdge plugin for MECM. It listens for lcmcontroller's gRPC calls (TLS, port 8096) and
+# keeps kubeconfigs, packages and instance records in MKA_MECM__DATA_DIR, a volume.
+FROM runtime-base AS mecm-plugin
+
+LABEL org.opencontainers.image.title="mep-kubeedge-adapter-mecm" \
+      org.opencontainers.image.description="The KubeEdge plugin for EdgeGallery MECM: deploys app packages to KubeEdge edge nodes"
+
+RUN install -d -o 10001 -g 10001 -m 0750 /var/lib/mka-mecm
+COPY --from=build-mecm /opt/mka /opt/mka
+ENV MKA_MECM__DATA_DIR=/var/lib/mka-mecm
+
+USER 10001:10001
+WORKDIR /var/lib/mka-mecm
+VOLUME ["/var/lib/mka-mecm"]
+EXPOSE 8096
+
+# gRPC over TLS: a TCP connect is what the image can check without credentials.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, socket; socket.create_connection(('127.0.0.1', int(os.environ.get('MKA_MECM__PORT', '8096'))), timeout=4).close()"]
+
+CMD ["mecm-plugin"]
+
+# ---------------------------------------------------------------------------------------------
+# The adapter (the default target: the last stage).
+FROM runtime-base AS runtime
+
+LABEL org.opencontainers.image.title="mep-kubeedge-adapter" \
+      org.opencontainers.image.description="KubeEdge device twins as ETSI MEC 011 (MP1) services on the EdgeGallery MEP"
+
 COPY --from=build /opt/mka /opt/mka
 # At fixed paths for the lab manifests: the demo device file (also inside the package) and the
 # sample edge app.
 COPY mep_kubeedge_adapter/demo_devices.yaml /opt/mka/share/demo_devices.yaml
 COPY examples/sample_app.py /opt/mka/examples/sample_app.py
 
-ENV PATH=/opt/mka/bin:${PATH} \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    MKA_STORE__PATH=/var/lib/mka/state.sqlite3
+ENV MKA_STORE__PATH=/var/lib/mka/state.sqlite3
 
 USER 10001:10001
 WORKDIR /var/lib/mka
@@ -152,5 +141,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('MKA_API__PORT', '8080'); sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4).status == 200 else 1)"]
 
-ENTRYPOINT ["mep-kubeedge-adapter"]
 CMD ["run"]

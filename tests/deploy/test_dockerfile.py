@@ -22,9 +22,13 @@ class Stage:
     base: str
     name: str | None
     instructions: list[tuple[str, str]] = field(default_factory=list)
+    parent: Stage | None = None
+    """The stage this one is built FROM, whose image (labels, entry point, ...) it inherits."""
 
     def all(self, keyword: str) -> list[str]:
-        return [args for kw, args in self.instructions if kw == keyword]
+        """``keyword``'s arguments in this image, inherited ones first."""
+        inherited = self.parent.all(keyword) if self.parent else []
+        return inherited + [args for kw, args in self.instructions if kw == keyword]
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -60,8 +64,8 @@ def _stages() -> tuple[dict[str, str], list[Stage]]:
             words = rest.split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], words[0])
-            base = next((s.base for s in stages if s.name == base), base)
-            stages.append(Stage(base, name))
+            parent = next((s for s in stages if s.name == base), None)
+            stages.append(Stage(parent.base if parent else base, name, parent=parent))
         elif not stages and keyword == "ARG":
             name, _, default = rest.partition("=")
             args[name] = default
@@ -97,9 +101,8 @@ def test_multi_stage_on_one_slim_python_base() -> None:
 
 
 def test_final_stage_has_no_build_tools() -> None:
-    for keyword, args in _final().instructions:
-        if keyword == "RUN":
-            assert not BUILD_TOOLS.search(args), args
+    for args in _final().all("RUN"):
+        assert not BUILD_TOOLS.search(args), args
     for name in ("build", "build-mecm"):
         runs = _stage(name).all("RUN")
         assert any("pip uninstall -y pip setuptools wheel" in r for r in runs), name
@@ -132,6 +135,13 @@ def test_entrypoint_is_the_cli() -> None:
     assert scripts["mep-kubeedge-adapter"] == "mep_kubeedge_adapter.cli:main"
     assert _exec_form(_final().all("CMD")[-1]) == ["run"]
     assert _final().all("EXPOSE") == ["8080"]
+
+
+def test_base_image_label_is_filled_in() -> None:
+    # ${BASE_IMAGE} in a stage expands to nothing unless the stage declares ARG BASE_IMAGE.
+    stage = _stage("runtime-base")
+    assert "BASE_IMAGE" in stage.all("ARG")
+    assert any('image.base.name="${BASE_IMAGE}"' in label for label in stage.all("LABEL"))
 
 
 def test_oci_labels() -> None:
@@ -217,6 +227,5 @@ def test_the_mecm_plugin_image() -> None:
     assert len(checks) == 1 and "MKA_MECM__PORT" in checks[0]
     labels = " ".join(plugin.all("LABEL"))
     assert set(re.findall(r"org\.opencontainers\.image\.([a-z.]+)=", labels)) >= OCI_LABELS
-    for keyword, args in plugin.instructions:
-        if keyword == "RUN":
-            assert not BUILD_TOOLS.search(args), args
+    for args in plugin.all("RUN"):
+        assert not BUILD_TOOLS.search(args), args
