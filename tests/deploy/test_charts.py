@@ -14,6 +14,8 @@ as settings. Charts are rendered from the same ``.tgz`` an app package carries.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 import uuid
 from typing import Any
 
@@ -34,6 +36,7 @@ from mep_kubeedge_adapter.packaging.archive import DEFAULT_EPOCH
 from mep_kubeedge_adapter.packaging.charts import chart_metadata
 from mep_kubeedge_adapter.settings import Settings, load_settings
 from tests.deploy.conftest import (
+    ROOT,
     Obj,
     container_environment,
     find_container,
@@ -350,9 +353,21 @@ def test_sample_app_operator_install() -> None:
     assert env["SAMPLE_CALLBACK_URL"] == f"http://{env['SAMPLE_LISTEN']}/notify"
 
 
-def test_sample_app_environment_is_what_the_app_parses() -> None:
-    from examples import sample_app
+def load_sample_app() -> Any:
+    """examples/sample_app.py as a module (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("sample_app", ROOT / "examples/sample_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
 
+
+def test_sample_app_environment_is_what_the_app_parses() -> None:
+    sample_app = load_sample_app()
     objects = render(SAMPLE_APP_CHART, {**operator_values(), "sample": {"discoveryTimeout": 30}})
     env = sample_env(objects)
     with pytest.MonkeyPatch.context() as patch:
