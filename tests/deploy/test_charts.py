@@ -77,11 +77,18 @@ def operator_values() -> dict[str, Any]:
 
 
 def mecm_values(app_id: str) -> dict[str, Any]:
-    """What the KubeEdge plugin for MECM hands the chart (EdgeGallery's k8splugin shape)."""
+    """What the KubeEdge plugin for MECM hands the chart, as k8splugin writes it: the
+    instance's identity and the Secret name the plugin would otherwise create itself (SPEC §7:
+    ``<appInstanceId>-aksk``, unless the chart renders that Secret)."""
     return {
         "appconfig": {
             "appnamespace": "mep-kubeedge-adapter",
-            "aksk": {"appInsId": app_id, "accesskey": AK, "secretkey": SK},
+            "aksk": {
+                "appInsId": app_id,
+                "accesskey": AK,
+                "secretkey": SK,
+                "secretname": f"{app_id}-aksk",
+            },
         }
     }
 
@@ -207,7 +214,7 @@ def test_unknown_top_level_values_pass_for_edgegallery_tools() -> None:
         ({"settings": {"MKA_MEP__URL": "http://x"}}, "MKA_MEP__URL"),
         ({"settings": {"MKA_STORE__PATH": "/tmp/x"}}, "MKA_STORE__PATH"),
         ({"settings": {"mqtt_url": "x"}}, "mqtt_url"),
-        ({"settings": {"MKA_LOG__LEVEL": 3}}, "/settings/MKA_LOG__LEVEL"),
+        ({"settings": {"MKA_LOG__LEVEL": ["debug"]}}, "/settings/MKA_LOG__LEVEL"),
         ({"api": {"port": 70000}}, "/api/port"),
         ({"state": {"hostPath": "relative"}}, "/state/hostPath"),
     ],
@@ -301,7 +308,8 @@ def test_mecm_instance_leaves_placement_to_the_plugin() -> None:
     selector = daemonset["spec"]["selector"]["matchLabels"]
     assert "app.kubernetes.io/instance" not in selector
     assert selector.items() <= daemonset["spec"]["template"]["metadata"]["labels"].items()
-    secret = one(objects, "Secret", f"{fullname}-mep-identity")
+    # The chart renders <appInstanceId>-aksk itself, in the plugin's own shape.
+    secret = one(objects, "Secret", f"{APP_ID}-aksk")
     assert secret["stringData"] == {"appInsId": APP_ID, "accesskey": AK, "secretkey": SK}
     settings = adapter_settings(objects, fullname)
     assert str(settings.mep.app_instance_id) == APP_ID
@@ -320,11 +328,23 @@ def test_two_mecm_instances_share_nothing() -> None:
 
 
 def test_settings_map_reaches_the_adapter() -> None:
-    values = {"settings": {"MKA_KUBE__SOURCE": "metaserver", "MKA_MEP__SERVICE_MODE": "per-model"}}
+    # Numbers and booleans arrive typed from --set and from MECM's instance parameters.
+    values = {
+        "settings": {
+            "MKA_KUBE__SOURCE": "metaserver",
+            "MKA_MEP__SERVICE_MODE": "per-model",
+            "MKA_MEP__HEARTBEAT_INTERVAL": 20,
+            "MKA_KUBE__ALL_NODES": True,
+        }
+    }
     objects = render(ADAPTER_CHART, {**operator_values(), **copy.deepcopy(values)})
+    data = one(objects, "ConfigMap", "mep-kubeedge-adapter-settings")["data"]
+    assert (data["MKA_MEP__HEARTBEAT_INTERVAL"], data["MKA_KUBE__ALL_NODES"]) == ("20", "true")
     settings = adapter_settings(objects, "mep-kubeedge-adapter")
     assert settings.kube.source == "metaserver"
     assert settings.mep.service_mode == "per-model"
+    assert settings.mep.heartbeat_interval == 20.0
+    assert settings.kube.all_nodes is True
 
 
 # ------------------------------------------------------------------------------ the sample app
@@ -382,11 +402,7 @@ def test_sample_app_environment_is_what_the_app_parses() -> None:
 
 
 def test_sample_app_as_mecm_instance() -> None:
-    objects = render(
-        SAMPLE_APP_CHART,
-        {"appconfig": {"aksk": {"appInsId": APP_ID, "accesskey": AK, "secretkey": SK}}},
-        release=APP_ID,
-    )
+    objects = render(SAMPLE_APP_CHART, mecm_values(APP_ID), release=APP_ID)
     strictly_valid(objects)
     fullname = f"{APP_ID}-sample-edge-app"
     spec = pod_spec(one(objects, "Deployment", fullname))
