@@ -264,7 +264,7 @@ def test_two_builds_are_byte_identical(app: str) -> None:
     assert {(i.create_system, i.external_attr >> 16) for i in infos} == {(3, 0o100644)}
 
 
-def test_make_package_twice_gives_the_same_files(tmp_path: Path) -> None:
+def test_the_build_command_twice_gives_the_same_files(tmp_path: Path) -> None:
     outputs = []
     for run in ("a", "b"):
         out = tmp_path / run
