@@ -1,6 +1,9 @@
 """Device CR writes: create, replace and delete Devices, and patch their desired values.
 
-:class:`DeviceCrWrites` is the MEC 033 write side; :class:`KubeDesiredWriter` is the
+:class:`DeviceCrWrites` is the MEC 033 write side (the API's ``DeviceCrs`` port: ``create``,
+``replace`` and ``delete`` from a :class:`~mep_kubeedge_adapter.domain.DeviceDefinition`,
+the CR JSON built in :mod:`~mep_kubeedge_adapter.kubeedge.crds`, over the raw-body
+``*_device`` methods); :class:`KubeDesiredWriter` is the
 ``DesiredWriter`` of ``MKA_API__WRITE_PATH=kube``. Both reach the API server through the kube
 source's :class:`~mep_kubeedge_adapter.kubeedge.kubeclient.KubeAccess`, use the Device version
 the source discovered, and hand every object the server returns to the source
@@ -26,7 +29,7 @@ import structlog
 from kubernetes import client
 
 from mep_kubeedge_adapter.backoff import Backoff
-from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
+from mep_kubeedge_adapter.domain import AdapterError, DeviceDefinition, DeviceId, ErrorKind
 from mep_kubeedge_adapter.kubeedge.crds import (
     API_GROUP,
     DeviceCR,
@@ -34,6 +37,8 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     UnknownProperty,
     decode_device,
     desired_value_patch,
+    new_device,
+    redefined_device,
 )
 from mep_kubeedge_adapter.kubeedge.kubeclient import (
     API_ERRORS,
@@ -87,6 +92,24 @@ class DeviceCrWrites:
             return await self._devices.served_version()
         except TRANSIENT as exc:
             raise adapter_error(exc, "the kube API") from exc
+
+    async def create(self, definition: DeviceDefinition) -> None:
+        """A new Device CR from ``definition``."""
+        await self.create_device(new_device(definition))
+
+    async def replace(self, definition: DeviceDefinition) -> None:
+        """The current Device CR with the model, node and labels of ``definition``; a change
+        between the read and the replace fails with CONFLICT."""
+        device_id = definition.id
+        current = await self.get_device(device_id.namespace, device_id.name)
+        try:
+            body = redefined_device(current, definition)
+        except InvalidCR as exc:
+            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
+        await self.replace_device(device_id.namespace, device_id.name, body)
+
+    async def delete(self, device_id: DeviceId) -> None:
+        await self.delete_device(device_id.namespace, device_id.name)
 
     def _namespace_for(self, namespace: str | None) -> str:
         ns = namespace or self._namespace or "default"

@@ -326,15 +326,21 @@ async def test_dropped_watches_resume_without_relist(
         assert running.metric("mka_kube_relists_total", resource=resource, reason="expired") == 0
 
 
+def v1alpha2_led() -> dict[str, Any]:
+    """KubeEdge's v1alpha2 sample Device, in namespace NS and bound to NODE by nodeSelector."""
+    led = load_yaml("samples/v1alpha2_led-light-device-instance.yaml")
+    led["metadata"]["namespace"] = NS
+    led["spec"]["nodeSelector"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = [NODE]
+    return led
+
+
 async def test_v1alpha2_cluster_end_to_end(
     fake_apiserver: FakeApiServer, start_source: StartSource
 ) -> None:
     fake = fake_apiserver
     fake.serve(PROFILE_V1_14)
     led_model = load_yaml("samples/v1alpha2_led-light-device-model.yaml")
-    led = load_yaml("samples/v1alpha2_led-light-device-instance.yaml")
-    led["metadata"]["namespace"] = NS
-    led["spec"]["nodeSelector"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = [NODE]
+    led = v1alpha2_led()
     led["status"]["twins"][0].update(
         desired={"value": "ON", "metadata": {"type": "string"}},
         reported={"value": "OFF", "metadata": {"timestamp": "1700000000000", "type": "string"}},

@@ -1,109 +1,40 @@
-"""KubeEdge EdgeCore v1.23.1 devicetwin behaviour on the MQTT EventBus, for labs and tests.
-
-Written from the KubeEdge reference and a capture of a real EdgeCore v1.23.1 only; it shares no
-code with the adapter's KubeEdge codecs on purpose.
-
-What it does, per received message (one debug log line each):
-
-- `$hw/events/device/{id}/twin/update` → validation; on success `…/twin/update/result` (event_id
-  echoed), `…/twin/update/document` (changed keys, `last`/`current`), and `…/twin/update/delta`
-  (fresh uuid; all twins with a non-empty expected value, `delta` = those whose expected string
-  differs from the actual string) if anything differs. Any error rejects the whole request:
-  unparsable JSON, a missing `twin`, a bad key or a bad value is answered with a 400 on
-  `$hw/events/device//twin/update/result` with an empty event_id (the device cannot be named);
-  an unknown device gets a 404 on its own result topic; a type mismatch a 400 there.
-- `…/twin/get` → `…/twin/get/result`: all non-deleted twins (`{}` if none) or a 404.
-- `…/state/update` → `…/state/update/result` for `online|offline|ok|unknown|unhealthy`
-  (case-insensitive); other states, unknown devices and bad JSON are dropped silently.
-- `$hw/events/node/{any}/membership/get` → `$hw/events/node/{node_name}/membership/get/result`.
-- Cloud-side changes, which a real EdgeCore receives from cloudcore, are injected over MQTT the
-  way the capture shows EdgeCore reacting to them:
-  - `$hw/events/node/{node}/membership/updated` with `added_devices` / `removed_devices`: a new
-    device is added (its twin entries are processed as a cloud sync, see below) and
-    `membership/updated` is published on the same node topic with a fresh uuid, one message per
-    device. Because the emulator hears its own publication, an added device's twin entries are
-    processed a second time, exactly as the capture shows.
-  - `…/twin/cloud_updated`: a cloud sync (document + delta, never a result). Like cloudcore, it
-    must carry `expected_version` / `actual_version` (`{"cloud": N, "edge": 0}`): entries
-    without versions are refused (for a new key that yields `{"last": null, "current": null}`
-    in the document and no twin), entries whose `cloud` is older than the stored one or whose
-    `edge` is older than the stored edge version are refused silently. `cloud_update()` builds
-    a valid sync for you.
-
-Topic layouts: `namespaced` (v1.17+, id `<namespace>/<name>`, two topic levels; single-level
-device topics are ignored) or `legacy` (≤ v1.15, id `<name>`). Publications are QoS 1, retain
-false, and never contain versions. Timestamps are this process's clock in milliseconds.
-
-Device file (YAML or JSON), a list under `devices:`:
-
-    devices:
-      - namespace: default
-        name: thermo-1
-        description: living-room thermometer
-        twins:
-          temperature: {type: int, expected: "22", actual: "21"}
-          status: {type: string}             # a twin without values
-          humidity:
-            type: float
-            actual: {value: "40.5", timestamp: 1700000000000}
-
-Unknown keys (for instance a `simulate:` block used by the device simulator) are ignored.
+"""EdgeCore's devicetwin module without any I/O: one received message in, the publications
+EdgeCore makes in answer out (:class:`DeviceTwinModule`). The behaviour is described in the
+package docstring; request decoding follows Go's ``json.Unmarshal``: wrong JSON types make a
+request unparsable.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import copy
 import json
-import logging
-import math
-import re
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
-import aiomqtt
-import yaml
+from mep_kubeedge_adapter.emulators.edgecore.twins import (
+    DEVICE_PREFIX,
+    KEY_RE,
+    NODE_PREFIX,
+    TOPIC_LAYOUTS,
+    TYPE_DELETED,
+    VALUE_RE,
+    EmulatedDevice,
+    Publication,
+    TopicLayout,
+    Twin,
+    TwinValue,
+    TwinVersion,
+    now_ms,
+    value_type_error,
+)
 
-from mep_kubeedge_adapter.supervisor import being_cancelled, cancel_and_wait
+__all__ = ["DeviceTwinModule"]
 
-__all__ = [
-    "DeviceTwinModule",
-    "EdgeCoreEmulator",
-    "EmulatedDevice",
-    "Publication",
-    "TopicLayout",
-    "Twin",
-    "TwinValue",
-    "add_arguments",
-    "load_devices",
-    "run",
-]
-
-logger = logging.getLogger(__name__)
-
-TopicLayout = Literal["namespaced", "legacy"]
-TOPIC_LAYOUTS: tuple[TopicLayout, ...] = ("namespaced", "legacy")
-
-DEVICE_PREFIX = "$hw/events/device/"
-NODE_PREFIX = "$hw/events/node/"
-TYPE_DELETED = "deleted"
 ACCEPTED_STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy"})
 ONLINE_STATES = frozenset({"online", "ok"})
-
-_KEY_RE = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,128}$")
-_VALUE_RE = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,512}$")
-_INT_RE = re.compile(r"^[+-]?[0-9]+$")
-_FLOAT_RE = re.compile(
-    r"^[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)$", re.IGNORECASE
-)
 
 ERROR_UNMARSHAL = "Unmarshal update request body failed, please check the request"
 ERROR_NO_TWIN = "Update twin error, key:twin does not exist"
@@ -121,207 +52,13 @@ ERROR_REQUEST_BODY = "The request body is wrong"
 BAD_REQUEST = 400
 NOT_FOUND = 404
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
 
 class _Unparsable(ValueError):
     """The payload does not decode into the message shape EdgeCore expects."""
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def value_type_error(value_type: str, value: str) -> str | None:
-    """EdgeCore's check of a twin value against a twin type; the error text, or None if valid."""
-    if value_type in ("", "string", TYPE_DELETED):
-        return None
-    if value_type in ("int", "integer"):
-        if _INT_RE.match(value) and _INT64_MIN <= int(value) <= _INT64_MAX:
-            return None
-        return "the value is not int or integer"
-    if value_type == "float":
-        if _FLOAT_RE.match(value):
-            special = value.lower().lstrip("+-") in ("inf", "infinity", "nan")
-            if special or math.isfinite(float(value)):
-                return None
-        return "the value is not float"
-    if value_type == "boolean":
-        return None if value in ("true", "false") else "the bool value must be true or false"
-    return "the value type is not allowed"
-
-
 # --------------------------------------------------------------------------------------------
-# State
-
-
-@dataclass
-class TwinValue:
-    """One side (expected or actual) of a twin: the string value and EdgeCore's ms timestamp."""
-
-    value: str
-    timestamp: int
-
-    def wire(self) -> dict[str, Any]:
-        return {"value": self.value, "metadata": {"timestamp": self.timestamp}}
-
-
-@dataclass
-class TwinVersion:
-    """Internal `{cloud, edge}` counters; never published on MQTT."""
-
-    cloud: int = 0
-    edge: int = 0
-
-
-@dataclass
-class Twin:
-    """A device twin as EdgeCore keeps it. `type == "deleted"` marks a deleted twin."""
-
-    type: str = "string"
-    optional: bool = True
-    expected: TwinValue | None = None
-    actual: TwinValue | None = None
-    expected_version: TwinVersion | None = None
-    actual_version: TwinVersion | None = None
-
-    @property
-    def deleted(self) -> bool:
-        return self.type == TYPE_DELETED
-
-    def wire(self) -> dict[str, Any]:
-        """The MQTT form: expected/actual with timestamps, optional, metadata; no versions."""
-        out: dict[str, Any] = {}
-        if self.expected is not None:
-            out["expected"] = self.expected.wire()
-        if self.actual is not None:
-            out["actual"] = self.actual.wire()
-        out["optional"] = self.optional
-        out["metadata"] = {"type": self.type} if self.type else {}
-        return out
-
-
-@dataclass
-class EmulatedDevice:
-    """A device bound to the emulated node, with its twins."""
-
-    namespace: str
-    name: str
-    description: str = ""
-    twins: dict[str, Twin] = field(default_factory=dict)
-    state: str = ""
-    last_online: str = ""
-
-    def device_id(self, layout: TopicLayout) -> str:
-        return f"{self.namespace}/{self.name}" if layout == "namespaced" else self.name
-
-    def membership_entry(self, layout: TopicLayout) -> dict[str, Any]:
-        """The `membership/get/result` device object: no twins (v1.15+)."""
-        entry: dict[str, Any] = {"id": self.device_id(layout), "name": self.name}
-        if self.description:
-            entry["description"] = self.description
-        if self.state:
-            entry["state"] = self.state
-        if self.last_online:
-            entry["last_online"] = self.last_online
-        return entry
-
-
-@dataclass(frozen=True)
-class Publication:
-    """One message the emulator publishes (QoS 1, retain false)."""
-
-    topic: str
-    payload: dict[str, Any]
-
-    def encode(self) -> bytes:
-        return json.dumps(self.payload, separators=(",", ":")).encode()
-
-
-# --------------------------------------------------------------------------------------------
-# Device file
-
-
-def _seed_value(raw: object, where: str) -> TwinValue | None:
-    if raw is None:
-        return None
-    if isinstance(raw, Mapping):
-        value = raw.get("value")
-        timestamp = raw.get("timestamp", _now_ms())
-        if not isinstance(timestamp, int):
-            raise ValueError(f"{where}: timestamp must be an integer (ms)")
-        return TwinValue(_scalar_text(value, where), timestamp)
-    return TwinValue(_scalar_text(raw, where), _now_ms())
-
-
-def _scalar_text(raw: object, where: str) -> str:
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    if isinstance(raw, str | int | float):
-        return str(raw)
-    raise ValueError(f"{where}: a twin value must be a string, number or boolean")
-
-
-def parse_devices(document: object) -> list[EmulatedDevice]:
-    """Build devices from an already-loaded device document (see the module docstring)."""
-    entries = document.get("devices") if isinstance(document, Mapping) else document
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise ValueError("the device file must hold a list of devices under 'devices:'")
-    devices: list[EmulatedDevice] = []
-    for index, entry in enumerate(entries):
-        where = f"devices[{index}]"
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{where}: must be a mapping")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{where}: 'name' is required")
-        namespace = entry.get("namespace", "default")
-        if not isinstance(namespace, str) or not namespace:
-            raise ValueError(f"{where}: 'namespace' must be a non-empty string")
-        description = entry.get("description", "")
-        device = EmulatedDevice(namespace, name, str(description or ""))
-        twins = entry.get("twins") or {}
-        if not isinstance(twins, Mapping):
-            raise ValueError(f"{where}.twins: must be a mapping of twin name to twin")
-        for key, spec in twins.items():
-            twin_where = f"{where}.twins.{key}"
-            spec = spec or {}
-            if not isinstance(key, str) or not _KEY_RE.match(key):
-                raise ValueError(f"{twin_where}: not a valid twin key")
-            if not isinstance(spec, Mapping):
-                raise ValueError(f"{twin_where}: must be a mapping")
-            twin = Twin(
-                type=str(spec.get("type", "string")),
-                optional=bool(spec.get("optional", True)),
-                expected=_seed_value(spec.get("expected"), f"{twin_where}.expected"),
-                actual=_seed_value(spec.get("actual"), f"{twin_where}.actual"),
-            )
-            for side in (twin.expected, twin.actual):
-                if side is not None and (error := value_type_error(twin.type, side.value)):
-                    raise ValueError(f"{twin_where}: {error}")
-            if twin.expected is not None:
-                twin.expected_version = TwinVersion()
-            if twin.actual is not None:
-                twin.actual_version = TwinVersion()
-            device.twins[key] = twin
-        devices.append(device)
-    return devices
-
-
-def load_devices(path: str | Path) -> list[EmulatedDevice]:
-    """Read a device file (YAML or JSON) into devices for `EdgeCoreEmulator`."""
-    with Path(path).open(encoding="utf-8") as stream:
-        document = yaml.safe_load(stream)
-    try:
-        return parse_devices(document)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Request decoding (Go json.Unmarshal semantics: wrong JSON types are unparsable)
+# Request decoding
 
 
 def _decode_object(payload: bytes) -> dict[str, Any]:
@@ -417,12 +154,12 @@ def _decode_twins(message: Mapping[str, Any]) -> dict[str, _RequestTwin | None]:
 
 def _check_keys_and_values(twins: Mapping[str, _RequestTwin | None]) -> str | None:
     for key, entry in twins.items():
-        if not _KEY_RE.match(key):
+        if not KEY_RE.match(key):
             return ERROR_KEY
         if entry is None:
             continue
         for value in (entry.expected, entry.actual):
-            if value and not _VALUE_RE.match(value):
+            if value and not VALUE_RE.match(value):
                 return ERROR_VALUE
     return None
 
@@ -447,7 +184,7 @@ def _strip_versions(device: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# The devicetwin module: pure message-in / messages-out logic
+# The devicetwin module
 
 
 _Deal = Literal["edge", "cloud"]
@@ -473,7 +210,7 @@ class DeviceTwinModule:
         devices: Iterable[EmulatedDevice] = (),
         *,
         topic_layout: TopicLayout = "namespaced",
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         if topic_layout not in TOPIC_LAYOUTS:
             raise ValueError(f"topic_layout must be one of {TOPIC_LAYOUTS}, not {topic_layout!r}")
@@ -931,245 +668,3 @@ class DeviceTwinModule:
             }
         body = {"event_id": str(uuid.uuid4()), "timestamp": self._clock(), "twin": twins}
         return json.dumps(body).encode()
-
-
-# --------------------------------------------------------------------------------------------
-# MQTT wrapper
-
-
-class EdgeCoreEmulator:
-    """EdgeCore's devicetwin on an MQTT broker, as an async context manager.
-
-    Entering connects, subscribes and waits (up to `ready_timeout`) until it is serving;
-    leaving disconnects. If the broker goes away it reconnects every `reconnect_interval`
-    seconds (a real EdgeCore waits 5 s) and `ready` is false meanwhile. A broker that dies
-    while a publication waits for its acknowledgement is noticed after `operation_timeout`.
-
-    `silent = True` keeps the connection and keeps applying requests but publishes nothing:
-    this reproduces an EdgeCore that stays connected yet never publishes again.
-    """
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 1883,
-        *,
-        node_name: str = "edge-node",
-        devices: Iterable[EmulatedDevice] = (),
-        topic_layout: TopicLayout = "namespaced",
-        username: str | None = None,
-        password: str | None = None,
-        reconnect_interval: float = 1.0,
-        ready_timeout: float = 10.0,
-        operation_timeout: float = 10.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.module = DeviceTwinModule(node_name, devices, topic_layout=topic_layout)
-        self._username = username
-        self._password = password
-        self._reconnect_interval = reconnect_interval
-        self._ready_timeout = ready_timeout
-        self._operation_timeout = operation_timeout
-        self._ready = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._publish_lock = asyncio.Lock()
-        self.silent = False
-        self.handled_messages = 0
-
-    @property
-    def node_name(self) -> str:
-        return self.module.node_name
-
-    @property
-    def topic_layout(self) -> TopicLayout:
-        return self.module.topic_layout
-
-    @property
-    def ready(self) -> bool:
-        """Connected and subscribed."""
-        return self._ready.is_set()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        try:
-            await self.wait_ready(self._ready_timeout)
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        """Start the connection task without waiting for the broker."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._serve(), name="edgecore-emulator")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
-        self._ready.clear()
-
-    async def wait_ready(self, timeout: float | None = 10.0) -> None:
-        """Wait until connected and subscribed; raises `TimeoutError` after `timeout` s."""
-        async with asyncio.timeout(timeout):
-            await self._ready.wait()
-
-    # -- programmatic injection: same code path as the MQTT injection topics ---------------
-
-    async def cloud_update(
-        self, device_id: str, expected: Mapping[str, str], types: Mapping[str, str] | None = None
-    ) -> None:
-        """Apply desired values as a cloud sync would (document + delta on MQTT)."""
-        payload = self.module.cloud_update_payload(device_id, expected, types)
-        topic = f"{DEVICE_PREFIX}{device_id}/twin/cloud_updated"
-        await self._publish_all(self.module.handle(topic, payload))
-
-    async def add_device(self, device: EmulatedDevice) -> None:
-        """Bind a device to this node at runtime (publishes `membership/updated`)."""
-        entry = {"id": device.device_id(self.topic_layout), "name": device.name}
-        if device.description:
-            entry["description"] = device.description
-        body = {"event_id": str(uuid.uuid4()), "timestamp": _now_ms(), "added_devices": [entry]}
-        topic = f"{NODE_PREFIX}{self.node_name}/membership/updated"
-        await self._publish_all(self.module.handle(topic, json.dumps(body).encode()))
-        stored = self.module.devices.get(entry["id"])
-        if stored is not None and not stored.twins:
-            stored.twins = copy.deepcopy(device.twins)
-
-    async def remove_device(self, device_id: str) -> None:
-        """Unbind a device from this node at runtime (publishes `membership/updated`)."""
-        body = {
-            "event_id": str(uuid.uuid4()),
-            "timestamp": _now_ms(),
-            "removed_devices": [{"id": device_id, "name": device_id.rpartition("/")[2]}],
-        }
-        topic = f"{NODE_PREFIX}{self.node_name}/membership/updated"
-        await self._publish_all(self.module.handle(topic, json.dumps(body).encode()))
-
-    # -- internals -----------------------------------------------------------------------
-
-    async def _publish_all(self, publications: Sequence[Publication]) -> None:
-        client = self._client
-        if self.silent or not publications:
-            return
-        if client is None:
-            raise aiomqtt.MqttError("the emulator is not connected")
-        async with self._publish_lock:
-            for publication in publications:
-                await client.publish(publication.topic, publication.encode(), qos=1, retain=False)
-
-    async def _serve(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.host,
-                    self.port,
-                    identifier=f"edgecore-emulator-{self.node_name}-{uuid.uuid4().hex[:8]}",
-                    username=self._username,
-                    password=self._password,
-                    timeout=self._operation_timeout,
-                ) as client:
-                    await client.subscribe([(topic, 1) for topic in self.module.subscriptions])
-                    self._client = client
-                    self._ready.set()
-                    logger.info(
-                        "edgecore emulator serving node %s on %s:%s (%s topics)",
-                        self.node_name,
-                        self.host,
-                        self.port,
-                        self.topic_layout,
-                    )
-                    async for message in client.messages:
-                        await self._on_message(message)
-            except aiomqtt.MqttError as exc:
-                if being_cancelled():
-                    raise asyncio.CancelledError from exc
-                logger.warning("edgecore emulator lost the broker: %s", exc)
-            finally:
-                self._ready.clear()
-                self._client = None
-            await asyncio.sleep(self._reconnect_interval)
-
-    async def _on_message(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        try:
-            publications = self.module.handle(topic, payload)
-        except Exception:
-            logger.exception("edgecore emulator failed on a message on %s", topic)
-            return
-        self.handled_messages += 1
-        logger.debug(
-            "handled %s (%d bytes) -> %s",
-            topic,
-            len(payload),
-            ", ".join(p.topic for p in publications) or "nothing",
-        )
-        await self._publish_all(publications)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the `edgecore-emulator` command."""
-    parser.add_argument(
-        "--mqtt-url",
-        default="mqtt://127.0.0.1:1883",
-        help="broker to serve on, mqtt://[user:password@]host:port (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--node-name",
-        default="edge-node",
-        help="EdgeCore node name, used for membership/get/result (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--devices",
-        metavar="FILE",
-        type=Path,
-        help="YAML/JSON device file: devices with namespace, name, description and twins",
-    )
-    parser.add_argument(
-        "--topic-layout",
-        choices=TOPIC_LAYOUTS,
-        default="namespaced",
-        help="namespaced: <ns>/<name> ids (KubeEdge v1.17+); legacy: <name> ids (<= v1.15)",
-    )
-
-
-def _broker_address(url: str) -> tuple[str, int, str | None, str | None]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"unsupported MQTT URL {url!r}: use mqtt://host:port")
-    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
-
-
-async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set (the CLI sets it on SIGINT/SIGTERM)."""
-    host, port, username, password = _broker_address(args.mqtt_url)
-    devices = load_devices(args.devices) if args.devices else []
-    async with EdgeCoreEmulator(
-        host,
-        port,
-        node_name=args.node_name,
-        devices=devices,
-        topic_layout=args.topic_layout,
-        username=username,
-        password=password,
-    ) as emulator:
-        logger.info(
-            "edgecore emulator ready: node %s, %d device(s)",
-            emulator.node_name,
-            len(emulator.module.devices),
-        )
-        await stop.wait()
