@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean mosquitto
+.PHONY: demo test lint typecheck bench clean mosquitto proto
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -29,6 +29,10 @@ typecheck: $(STAMP)
 
 test: $(STAMP) mosquitto lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Regenerate the AppLCM stubs after a change of mep_kubeedge_adapter/mecm/wire/lcmservice.proto.
+proto: $(STAMP)
+	$(BIN)/python -m mep_kubeedge_adapter.mecm.wire.codegen
 
 bench: $(STAMP) mosquitto
 	$(BIN)/python -m benchmarks
