@@ -95,7 +95,7 @@ def test_the_service_matches_the_contract_table() -> None:
         for field in request.fields:
             if field.name == "parameters":
                 entry = field.message_type
-                assert entry.GetOptions().map_entry
+                assert entry is not None and entry.GetOptions().map_entry
                 assert [f.type for f in entry.fields] == [STRING, STRING]
             elif field.name == "akSkLcmGen":
                 assert field.type == BOOL
