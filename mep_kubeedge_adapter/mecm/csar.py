@@ -31,6 +31,7 @@ __all__ = [
     "CHARTS_DIR",
     "DEPLOYMENT_DIR",
     "PackageContents",
+    "chart_default_values",
     "check_chart_archive",
     "inspect_package",
     "load_manifests",
@@ -214,6 +215,20 @@ def check_chart_archive(data: bytes, limits: UnpackLimits, *, name: str = "chart
     if top not in with_chart_yaml:
         raise PackageRefused(f"{name} has no {top}/Chart.yaml")
     return top
+
+
+def chart_default_values(data: bytes, top: str) -> dict[str, Any]:
+    """The chart's own ``values.yaml`` (``{}`` if it has none); the archive was checked at upload."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|*") as archive:
+            for member in archive:
+                if member.isfile() and member.name.lstrip("./") == f"{top}/values.yaml":
+                    handle = archive.extractfile(member)
+                    loaded = yaml.safe_load(handle.read()) if handle is not None else None
+                    return loaded if isinstance(loaded, dict) else {}
+    except (tarfile.TarError, EOFError, OSError, yaml.YAMLError) as exc:
+        raise PackageRefused(f"the chart's values.yaml cannot be read ({exc})") from None
+    return {}
 
 
 def load_manifests(path: Path, name: str) -> list[dict[str, Any]]:

@@ -246,9 +246,16 @@ class Cluster:
         return await self._run(fetch)
 
     async def list(
-        self, path: str, what: str, *, label_selector: str | None = None
+        self,
+        path: str,
+        what: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         found = await self._run(lambda: self._call("GET", path, f"listing {what}", query=query))
         items = (found or {}).get("items") if isinstance(found, dict) else None
         return [i for i in items or [] if isinstance(i, dict)]
