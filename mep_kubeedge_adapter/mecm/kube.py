@@ -36,7 +36,8 @@ from mep_kubeedge_adapter.settings import KubeSettings
 
 __all__ = ["Cluster", "KubeApiError", "Resource"]
 
-READ_TIMEOUT: Final = 30.0
+READ_TIMEOUT: Final = 5.0
+"""Seconds to wait for an answer: short, so that a stop never waits long on a hung call."""
 _T = TypeVar("_T")
 
 
