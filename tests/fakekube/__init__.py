@@ -1,14 +1,13 @@
-"""A fake Kubernetes API server for the KubeEdge device CRDs (see README.md)."""
+"""A fake Kubernetes API server for tests, and the cluster that runs behind it (README.md)."""
 
-from .server import (
-    GROUP,
-    PROFILE_V1_14,
-    PROFILE_V1_22,
-    PROFILE_V1_23,
-    ApiError,
-    FakeApiServer,
-    WatchEvent,
-)
+from .errors import ApiError
+from .metrics import MetricsApi, MetricsMode
+from .resources import CRD_GROUP, PROFILE_V1_14, PROFILE_V1_22, PROFILE_V1_23, Profile
+from .server import FakeApiServer
+from .storage import WatchEvent
+
+GROUP = CRD_GROUP
+"""The KubeEdge device CRD group (kept under its old name)."""
 
 __all__ = [
     "GROUP",
@@ -17,5 +16,8 @@ __all__ = [
     "PROFILE_V1_23",
     "ApiError",
     "FakeApiServer",
+    "MetricsApi",
+    "MetricsMode",
+    "Profile",
     "WatchEvent",
 ]

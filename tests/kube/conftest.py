@@ -32,6 +32,8 @@ from tests.fakekube import FakeApiServer
 
 DATA = Path(__file__).parent / "data"
 GROUP = "devices.kubeedge.io"
+NAMESPACES = ("other", "lab", "plant", "plant-1", "plant-2")
+"""Namespaces the device tests use besides ``default`` (namespaces are real objects)."""
 
 
 def load_yaml(relative: str) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def load_yaml(relative: str) -> dict[str, Any]:
 @pytest.fixture
 async def fake_apiserver() -> AsyncIterator[FakeApiServer]:
     """A started fake API server (KubeEdge 1.23 profile) with a short bookmark interval."""
-    async with FakeApiServer(bookmark_interval=0.2) as fake:
+    async with FakeApiServer(bookmark_interval=0.2, namespaces=NAMESPACES) as fake:
         yield fake
 
 

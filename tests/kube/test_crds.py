@@ -18,7 +18,7 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     decode_device_status,
     desired_value_patch,
 )
-from tests.fakekube.jsonpatch import PatchFailed, apply_json_patch
+from tests.fakekube.patching import PatchFailed, apply_json_patch
 
 from .conftest import load_yaml
 

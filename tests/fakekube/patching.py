@@ -1,9 +1,18 @@
-"""RFC 6902 JSON patch and RFC 7386 merge patch, as the fake API server applies them.
+"""The three patch types the fake applies: RFC 6902 JSON patch, RFC 7386 merge patch, and
+Kubernetes' strategic merge patch for the built-in kinds.
 
 Kept apart from the server so the error split the real API server makes is visible in one
 place: a patch document that cannot be decoded is a ``400 BadRequest``
 (:class:`MalformedPatch`), a well-formed patch whose operation cannot be applied (a failing
 ``test``, a missing path) is a ``422`` (:class:`PatchFailed`) — see ``README.md``.
+
+Strategic merge patch, as far as it goes here: maps merge key by key and ``null`` deletes; a
+list whose field declares a merge key (``containers`` by ``name``, ``conditions`` by ``type``,
+see :data:`MERGE_KEYS`) merges item by item on that key, new items appended; ``finalizers``
+and ``podCIDRs`` merge as sets; every other list is replaced whole. Directives: ``$patch:
+replace`` and ``$patch: delete`` on a map or on a list item, ``$retainKeys``,
+``$deleteFromPrimitiveList/<field>``; ``$setElementOrder/<field>`` is accepted and ignored
+(new items keep the order described above).
 """
 
 from __future__ import annotations
@@ -12,7 +21,14 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MalformedPatch", "PatchFailed", "apply_json_patch", "apply_merge_patch"]
+__all__ = [
+    "MERGE_KEYS",
+    "MalformedPatch",
+    "PatchFailed",
+    "apply_json_patch",
+    "apply_merge_patch",
+    "apply_strategic_merge_patch",
+]
 
 
 class MalformedPatch(ValueError):
@@ -149,4 +165,119 @@ def apply_merge_patch(doc: Any, patch: Any) -> Any:
             result.pop(key, None)
         else:
             result[key] = apply_merge_patch(result.get(key), value)
+    return result
+
+
+MERGE_KEYS: dict[str, str] = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "topologySpreadConstraints": "topologyKey",
+    "schedulingGates": "name",
+    "resourceClaims": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "conditions": "type",
+    "addresses": "type",
+    "ownerReferences": "uid",
+}
+"""Fields whose lists merge on a key (``patchMergeKey`` in the core and apps types).
+
+``ports`` is keyed by ``containerPort`` under a container and by ``port`` in a Service.
+"""
+_SET_LISTS = frozenset({"finalizers", "podCIDRs"})
+_DIRECTIVE = "$patch"
+_RETAIN = "$retainKeys"
+_DELETE_PRIMITIVE = "$deleteFromPrimitiveList/"
+_ELEMENT_ORDER = "$setElementOrder/"
+
+
+def _merge_key(name: str, path: tuple[str, ...]) -> str | None:
+    if name == "ports":
+        return "containerPort" if any(p.endswith("ontainers") for p in path) else "port"
+    return MERGE_KEYS.get(name)
+
+
+def apply_strategic_merge_patch(doc: Any, patch: Any) -> Any:
+    """Apply a strategic merge patch to a deep copy of ``doc`` (see the module docstring)."""
+    if not isinstance(patch, Mapping):
+        raise MalformedPatch("a strategic merge patch must be a JSON object")
+    return _merge_map(doc if isinstance(doc, dict) else {}, patch, ())
+
+
+def _merge_map(doc: Mapping[str, Any], patch: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    directive = patch.get(_DIRECTIVE)
+    if directive == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if not k.startswith("$")}
+    if directive not in (None, "merge", "delete"):
+        raise MalformedPatch(f"unknown patch directive {directive!r}")
+    result: dict[str, Any] = copy.deepcopy(dict(doc))
+    retain = patch.get(_RETAIN)
+    if retain is not None:
+        if not isinstance(retain, list):
+            raise MalformedPatch("$retainKeys must be a list")
+        result = {k: v for k, v in result.items() if k in retain}
+    for key, value in patch.items():
+        if key.startswith(_DELETE_PRIMITIVE):
+            field = key[len(_DELETE_PRIMITIVE) :]
+            if isinstance(result.get(field), list) and isinstance(value, list):
+                result[field] = [v for v in result[field] if v not in value]
+            continue
+        if key.startswith("$"):
+            continue
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            if value.get(_DIRECTIVE) == "delete":
+                result.pop(key, None)
+            else:
+                current = result.get(key)
+                result[key] = _merge_map(
+                    current if isinstance(current, dict) else {}, value, (*path, key)
+                )
+        elif isinstance(value, list):
+            result[key] = _merge_list(key, result.get(key), value, (*path, key))
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _merge_list(name: str, current: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]:
+    original = current if isinstance(current, list) else []
+    if name in _SET_LISTS:
+        merged = list(original)
+        merged.extend(v for v in patch if v not in merged)
+        return copy.deepcopy(merged)
+    key = _merge_key(name, path)
+    if key is None or not all(isinstance(item, Mapping) for item in patch):
+        return copy.deepcopy(patch)
+    if any(item.get(_DIRECTIVE) == "replace" for item in patch):
+        return [
+            {k: copy.deepcopy(v) for k, v in item.items() if k != _DIRECTIVE}
+            for item in patch
+            if item.get(_DIRECTIVE) != "replace"
+        ]
+    result: list[Any] = copy.deepcopy(original)
+    for item in patch:
+        if key not in item:
+            raise MalformedPatch(f"a {name} item of the patch has no merge key {key!r}")
+        index = next(
+            (
+                i
+                for i, existing in enumerate(result)
+                if isinstance(existing, Mapping) and existing.get(key) == item[key]
+            ),
+            None,
+        )
+        if item.get(_DIRECTIVE) == "delete":
+            if index is not None:
+                result.pop(index)
+        elif index is None:
+            result.append(_merge_map({}, item, path))
+        else:
+            result[index] = _merge_map(result[index], item, path)
     return result
