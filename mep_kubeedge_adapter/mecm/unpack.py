@@ -61,7 +61,7 @@ def _check_entry(info: zipfile.ZipInfo) -> PurePosixPath:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise PackageRefused(f"entry {info.filename!r} is a symbolic link")
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise PackageRefused(f"entry {info.filename!r} is not a regular file")
     if info.flag_bits & 0x1:
         raise PackageRefused(f"entry {info.filename!r} is encrypted")
