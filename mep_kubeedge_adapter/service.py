@@ -168,7 +168,7 @@ class Adapter:
             readiness=self.readiness,
             writer=self.writer,
             subscriptions=self.subscriptions,
-            device_crs=self.kube,
+            device_crs=self.kube.crs if self.kube is not None else None,
         )
         runner = web.AppRunner(create_app(deps), access_log=None, shutdown_timeout=5.0)
         await runner.setup()

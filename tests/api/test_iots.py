@@ -46,8 +46,8 @@ def check(schema: Mapping[str, Any], instance: Any) -> None:
 
 
 def _typecheck(source: KubeSource) -> DeviceCrs:
-    """mypy proves the kube source satisfies the protocol the routes write through."""
-    return source
+    """mypy proves the kube source's CR writes satisfy the protocol the routes write through."""
+    return source.crs
 
 
 @dataclass

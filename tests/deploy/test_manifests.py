@@ -356,7 +356,7 @@ def test_rbac_grants_what_the_adapter_needs_and_no_more() -> None:
     }
     assert all(rule["apiGroups"] == ["devices.kubeedge.io"] for rule in role["rules"])
     # The kube source lists and watches all three; the write paths get, patch, replace,
-    # create and delete Devices (kubeedge/kubesource.py). Nothing else.
+    # create and delete Devices (kubeedge/crwrites.py). Nothing else.
     needed = {
         (r, v) for r in ("devices", "devicemodels", "devicestatuses") for v in ("list", "watch")
     }

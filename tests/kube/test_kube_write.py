@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from mep_kubeedge_adapter.domain import AdapterError, DeviceAdded, DeviceId, ErrorKind, TwinChanged
-from mep_kubeedge_adapter.kubeedge import crds, kubesource
-from mep_kubeedge_adapter.kubeedge.kubesource import KubeDesiredWriter
+from mep_kubeedge_adapter.kubeedge import crds, crwrites
+from mep_kubeedge_adapter.kubeedge.crwrites import KubeDesiredWriter
 from mep_kubeedge_adapter.service import Adapter
 from mep_kubeedge_adapter.settings import ApiSettings, KubeSettings, Settings, StoreSettings
 from mep_kubeedge_adapter.usecases import UnsupportedWriter
@@ -72,7 +72,7 @@ async def test_a_concurrent_reorder_is_caught_by_the_test_op_and_retried(
             fake.modify("Device", NS, "a", lambda o: o["spec"]["properties"].reverse())
         return ops
 
-    monkeypatch.setattr(kubesource, "desired_value_patch", reorder_after_read)
+    monkeypatch.setattr(crwrites, "desired_value_patch", reorder_after_read)
     await running.source.writer.write_desired(A, {"switch": ("1", "int")})
     assert calls == 2
     props = {p["name"]: p for p in fake.get("Device", NS, "a")["spec"]["properties"]}
@@ -96,11 +96,11 @@ async def test_retries_are_bounded(
         fake.modify("Device", NS, "a", lambda o: o["spec"]["properties"].reverse())
         return ops
 
-    monkeypatch.setattr(kubesource, "desired_value_patch", always_reorder)
+    monkeypatch.setattr(crwrites, "desired_value_patch", always_reorder)
     with pytest.raises(AdapterError) as exc:
         await running.source.writer.write_desired(A, {"switch": ("1", "int")})
     assert exc.value.kind is ErrorKind.CONFLICT
-    assert sum(r.startswith("PATCH ") for r in fake.requests) == kubesource.WRITE_ATTEMPTS
+    assert sum(r.startswith("PATCH ") for r in fake.requests) == crwrites.WRITE_ATTEMPTS
     assert running.metric("mka_desired_writes_total", path="kube", outcome="conflict") == 1
 
 
@@ -172,7 +172,7 @@ async def test_create_replace_delete_device(
     fake = fake_apiserver
     running = await start_source()
     await running.synced()
-    source = running.source
+    source = running.source.crs
 
     body = device("new")
     del body["metadata"]["namespace"]
@@ -223,9 +223,9 @@ async def test_writes_outside_the_served_namespace_are_forbidden(
     running = await start_source(namespace="plant-1")
     await running.synced()
     with pytest.raises(AdapterError) as exc:
-        await running.source.create_device(device("x", ns="plant-2"))
+        await running.source.crs.create_device(device("x", ns="plant-2"))
     assert exc.value.kind is ErrorKind.FORBIDDEN
-    created = await running.source.create_device(device("x", ns="plant-1"))
+    created = await running.source.crs.create_device(device("x", ns="plant-1"))
     assert created.namespace == "plant-1"
 
 

@@ -11,9 +11,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from mep_kubeedge_adapter.domain import (
     DeviceAdded,
     DeviceId,
@@ -25,13 +22,7 @@ from mep_kubeedge_adapter.domain import (
     TwinChanged,
     TwinValue,
 )
-from mep_kubeedge_adapter.kubeedge.kubeclient import (
-    KubeClientError,
-    build_api_client,
-    describe_host,
-)
 from mep_kubeedge_adapter.registry import TwinState
-from mep_kubeedge_adapter.settings import KubeSettings
 from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 
 from .conftest import GROUP, NODE, RunningSource, StartSource, load_yaml
@@ -605,41 +596,6 @@ async def test_stop_is_prompt(fake_apiserver: FakeApiServer, start_source: Start
     await running.stop()
     assert loop.time() - started < 2.0
     assert running.metric("mka_kube_connected") == 0
-
-
-def test_client_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    metaserver = build_api_client(KubeSettings(source="metaserver"))
-    assert describe_host(metaserver) == "http://127.0.0.1:10550"
-    assert metaserver.configuration.retries == 0
-    metaserver.close()  # type: ignore[no-untyped-call]
-
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:6443"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    from_file = build_api_client(KubeSettings(source="kubeconfig", kubeconfig=kubeconfig))
-    assert describe_host(from_file) == "http://127.0.0.1:6443"
-    from_file.close()  # type: ignore[no-untyped-call]
-    overridden = build_api_client(
-        KubeSettings(source="kubeconfig", kubeconfig=kubeconfig, url="http://127.0.0.1:7000/")
-    )
-    assert describe_host(overridden) == "http://127.0.0.1:7000"
-    overridden.close()  # type: ignore[no-untyped-call]
-
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(KubeClientError):
-        build_api_client(KubeSettings(source="incluster"))
-    with pytest.raises(KubeClientError):
-        build_api_client(KubeSettings(source="kubeconfig", kubeconfig=tmp_path / "missing"))
 
 
 async def test_unusable_client_configuration_is_retried_not_fatal(
