@@ -2,9 +2,12 @@
 
 KubeEdge's northbound interface is the cluster's Kubernetes API: CloudCore ships the pods
 bound to edge nodes to EdgeCore and writes their status back. The client is built by the
-same function as the kube source's (:func:`~mep_kubeedge_adapter.kubeedge.kubeclient.build_api_client`),
-so retries and timeouts behave alike; it is synchronous, so every call runs in the plugin's
-own thread pool.
+shared kube access (:func:`~mep_kubeedge_adapter.kubeedge.kubeclient.kubeconfig_api_client`:
+no urllib3 retries, and a kubeconfig that would run a program or read local files is
+refused), and failures are worded by its one mapping
+(:func:`~mep_kubeedge_adapter.kubeedge.kubeclient.adapter_error`). The client is synchronous;
+every call runs in the plugin's own bounded thread pool, with a short read timeout so that a
+stop never waits long.
 
 Objects are addressed by ``apiVersion`` and ``kind``: well-known kinds from a table, any
 other kind through the API's discovery document (as kubectl does). Errors become
@@ -30,9 +33,9 @@ from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.kubeedge.kubeclient import (
     CONNECT_TIMEOUT,
     KubeClientError,
-    build_api_client,
+    adapter_error,
+    kubeconfig_api_client,
 )
-from mep_kubeedge_adapter.settings import KubeSettings
 
 __all__ = ["Cluster", "KubeApiError", "Resource"]
 
@@ -91,31 +94,18 @@ class KubeApiError(AdapterError):
 
 
 def _api_error(exc: Exception, what: str) -> KubeApiError:
+    """The shared mapping, keeping the HTTP status for the callers' control flow.
+
+    A 404 of the cluster is not an unknown config, package or instance of MECM's, so it is
+    never ``NOT_FOUND`` here (lcmcontroller would answer 404 for it).
+    """
+    status = int(exc.status or 0) if isinstance(exc, client.ApiException) else 0
+    mapped = adapter_error(exc, what)
+    kind = ErrorKind.UPSTREAM_REJECTED if mapped.kind is ErrorKind.NOT_FOUND else mapped.kind
+    detail = mapped.detail
     if isinstance(exc, client.ApiException):
-        status = int(exc.status or 0)
-        reason = _status_message(exc)
-        if status in (401, 403):
-            return KubeApiError(
-                ErrorKind.UPSTREAM_REJECTED,
-                f"the cluster refused {what} to the kubeconfig's identity ({status}: {reason})",
-                status,
-            )
-        if status in (400, 409, 422):
-            return KubeApiError(
-                ErrorKind.INVALID, f"the cluster refused {what} ({status}: {reason})", status
-            )
-        if status == 404:
-            return KubeApiError(ErrorKind.UPSTREAM_REJECTED, f"{what}: absent ({reason})", 404)
-        return KubeApiError(
-            ErrorKind.UNAVAILABLE, f"the cluster failed {what} ({status}: {reason})", status
-        )
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return KubeApiError(
-            ErrorKind.UPSTREAM_TIMEOUT, f"the cluster did not answer {what} in time"
-        )
-    return KubeApiError(
-        ErrorKind.UNAVAILABLE, f"the cluster's API server cannot be reached ({what})"
-    )
+        detail = f"{detail} ({_status_message(exc)})"
+    return KubeApiError(kind, detail, status)
 
 
 def _status_message(exc: client.ApiException) -> str:
@@ -143,9 +133,7 @@ class Cluster:
     def _client(self) -> client.ApiClient:
         if self._api is None:
             try:
-                self._api = build_api_client(
-                    KubeSettings(source="kubeconfig", kubeconfig=self._kubeconfig)
-                )
+                self._api = kubeconfig_api_client(self._kubeconfig)
             except KubeClientError as exc:
                 raise AdapterError(
                     ErrorKind.INVALID, f"the kubeconfig cannot be used: {exc}"

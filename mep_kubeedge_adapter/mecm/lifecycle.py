@@ -29,6 +29,7 @@ from typing import Any, Final
 import structlog
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.kubeedge.kubeclient import KubeClientError, kubeconfig_api_client
 from mep_kubeedge_adapter.mecm import status
 from mep_kubeedge_adapter.mecm.apply import (
     aksk_secret,
@@ -44,7 +45,6 @@ from mep_kubeedge_adapter.mecm.csar import (
     load_manifests,
 )
 from mep_kubeedge_adapter.mecm.kube import Cluster, KubeApiError
-from mep_kubeedge_adapter.mecm.kubeconfig import check_kubeconfig
 from mep_kubeedge_adapter.mecm.placement import (
     EDGE_LABEL,
     INSTANCE_LABEL,
@@ -62,11 +62,13 @@ from mep_kubeedge_adapter.mecm.values import (
     instance_namespace,
 )
 
-__all__ = ["AppLcm", "IncomingPackage", "not_found"]
+__all__ = ["MAX_KUBECONFIG_BYTES", "AppLcm", "IncomingPackage", "not_found"]
 
 log = structlog.get_logger(__name__)
 
 SUCCESS: Final = "Success"
+MAX_KUBECONFIG_BYTES: Final = 5 * 1024 * 1024
+"""lcmcontroller's own limit on an uploaded config file."""
 METRICS: Final = "/apis/metrics.k8s.io/v1beta1"
 _ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _INSTANCE_ID: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,56}[a-z0-9])?$")
@@ -178,7 +180,7 @@ class AppLcm:
     async def upload_config(self, tenant: str, host_ip: str, content: bytes) -> str:
         host = check_host(host_ip)
         check_id(tenant, "tenantId")
-        check_kubeconfig(content)
+        await self._blocking(self._check_kubeconfig, content)
         async with self._locks.hold(f"config:{tenant}:{host}"):
             await self._store.put_config(tenant, host, content)
             self._forget_cluster(tenant, host)
@@ -193,6 +195,23 @@ class AppLcm:
             self._forget_cluster(tenant, host)
         log.info("mecm.config.removed", tenant=tenant, host=host)
         return SUCCESS
+
+    def _check_kubeconfig(self, content: bytes) -> None:
+        """Refuse, before storing it, a kubeconfig the shared kube access would not use."""
+        if len(content) > MAX_KUBECONFIG_BYTES:
+            raise AdapterError(
+                ErrorKind.TOO_LARGE, f"the config file is larger than {MAX_KUBECONFIG_BYTES} bytes"
+            )
+        scratch = self._store.incoming_dir / f"{uuid.uuid4().hex}.kubeconfig"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            kubeconfig_api_client(scratch).close()  # type: ignore[no-untyped-call]
+        except KubeClientError as exc:
+            raise AdapterError(ErrorKind.INVALID, f"kubeconfig refused: {exc}") from None
+        finally:
+            scratch.unlink(missing_ok=True)
 
     def _forget_cluster(self, tenant: str, host: str) -> None:
         cluster = self._clusters.pop((tenant, host), None)

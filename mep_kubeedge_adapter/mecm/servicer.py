@@ -17,8 +17,7 @@ import structlog
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.mecm.auth import CallerCheck
-from mep_kubeedge_adapter.mecm.kubeconfig import MAX_KUBECONFIG_BYTES
-from mep_kubeedge_adapter.mecm.lifecycle import AppLcm
+from mep_kubeedge_adapter.mecm.lifecycle import MAX_KUBECONFIG_BYTES, AppLcm
 from mep_kubeedge_adapter.mecm.wire import lcmservice_pb2 as pb
 from mep_kubeedge_adapter.mecm.wire import lcmservice_pb2_grpc as pb_grpc
 

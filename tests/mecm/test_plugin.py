@@ -260,7 +260,11 @@ async def test_a_hostile_package_is_refused_and_leaves_nothing(setup: Setup) -> 
 
 async def test_a_kubeconfig_that_would_run_a_program_is_refused(setup: Setup) -> None:
     s = setup
-    evil = b"clusters: [{name: c, cluster: {server: 'https://x'}}]\nusers: [{name: u, user: {exec: {command: /bin/sh}}}]\n"
+    evil = (
+        b"clusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+        b"users: [{name: u, user: {exec: {command: /bin/sh}}}]\n"
+        b"contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
     code, message = await _code(s.lcm.upload_config(s.token, TENANT, EDGE_IP, evil))
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "'exec'" in message
     assert list((s.settings.data_dir / "kubeconfigs").iterdir()) == []
