@@ -86,7 +86,7 @@ async def test_uploaded_kubeconfig_reaches_its_cluster(
             client.CustomObjectsApi, "list_cluster_custom_object", GROUP, "v1beta1", "devices"
         )
         assert listing["items"] == []
-        assert await access.served_resources("metrics.k8s.io", "v1beta1") is None
+        assert await access.served_resources("absent.example.com", "v1") is None
     finally:
         access.close()
     assert access.host is None
