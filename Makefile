@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean mosquitto package manifests
+.PHONY: demo test lint typecheck bench clean mosquitto package manifests proto
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -46,6 +46,10 @@ package: $(STAMP)
 # Rewrite the kustomize files generated from the Helm charts (manifests/base, the lab sample app).
 manifests: $(STAMP)
 	$(BIN)/python -m mep_kubeedge_adapter.packaging manifests --out manifests
+
+# Regenerate the AppLCM stubs after a change of mep_kubeedge_adapter/mecm/wire/lcmservice.proto.
+proto: $(STAMP)
+	$(BIN)/python -m mep_kubeedge_adapter.mecm.wire.codegen
 
 bench: $(STAMP) mosquitto
 	$(BIN)/python -m benchmarks
