@@ -24,11 +24,11 @@ from kubernetes import client, watch
 
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import ChangeEvent
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import KubeSettings
-from tests.fakekube import FakeApiServer
 
 DATA = Path(__file__).parent / "data"
 GROUP = "devices.kubeedge.io"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from mep_kubeedge_adapter.domain import DeviceDefinition, DeviceId
+from mep_kubeedge_adapter.emulators.kubeapi.patching import PatchFailed, apply_json_patch
 from mep_kubeedge_adapter.kubeedge.crds import (
     DeviceCR,
     InvalidCR,
@@ -21,7 +22,6 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     new_device,
     redefined_device,
 )
-from tests.fakekube.patching import PatchFailed, apply_json_patch
 
 from .conftest import load_yaml
 

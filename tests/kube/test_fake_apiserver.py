@@ -13,7 +13,7 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
-from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 
 from .conftest import GROUP, NAMESPACES, WatchThread, load_yaml
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from tests.fakekube import FakeApiServer
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 
 from .conftest import WatchThread
 

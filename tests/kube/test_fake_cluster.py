@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from tests.fakekube import FakeApiServer
-from tests.fakekube.cluster import Cluster
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
+from mep_kubeedge_adapter.emulators.kubeapi.cluster import Cluster
 
 from .conftest import WatchThread
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client, dynamic
 
-from tests.fakekube import FakeApiServer, MetricsMode
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer, MetricsMode
 
 NS = "default"
 METRICS = "metrics.k8s.io"

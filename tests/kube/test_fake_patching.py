@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakekube.patching import MalformedPatch, apply_strategic_merge_patch
+from mep_kubeedge_adapter.emulators.kubeapi.patching import (
+    MalformedPatch,
+    apply_strategic_merge_patch,
+)
 
 POD: dict[str, Any] = {
     "metadata": {"name": "p", "labels": {"a": "1", "b": "2"}, "finalizers": ["x"]},

@@ -15,12 +15,12 @@ from mep_kubeedge_adapter.domain import (
     ErrorKind,
     TwinChanged,
 )
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, FakeApiServer
 from mep_kubeedge_adapter.kubeedge import crds, crwrites
 from mep_kubeedge_adapter.kubeedge.crwrites import KubeDesiredWriter
 from mep_kubeedge_adapter.service import Adapter
 from mep_kubeedge_adapter.settings import ApiSettings, KubeSettings, Settings, StoreSettings
 from mep_kubeedge_adapter.usecases import UnsupportedWriter
-from tests.fakekube import PROFILE_V1_14, FakeApiServer
 
 from .conftest import GROUP, NODE, StartSource
 from .test_kubesource import NS, desired_of, device, sentinel, v1alpha2_led

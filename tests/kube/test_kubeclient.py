@@ -11,6 +11,7 @@ import yaml
 from kubernetes import client
 
 from mep_kubeedge_adapter.domain import ErrorKind
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, FakeApiServer, MetricsMode
 from mep_kubeedge_adapter.kubeedge.kubeclient import (
     API_ERRORS,
     KubeAccess,
@@ -21,7 +22,6 @@ from mep_kubeedge_adapter.kubeedge.kubeclient import (
     kubeconfig_api_client,
 )
 from mep_kubeedge_adapter.settings import KubeSettings
-from tests.fakekube import PROFILE_V1_14, FakeApiServer, MetricsMode
 
 from .conftest import GROUP
 

@@ -22,8 +22,8 @@ from mep_kubeedge_adapter.domain import (
     TwinChanged,
     TwinValue,
 )
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 from mep_kubeedge_adapter.registry import TwinState
-from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 
 from .conftest import GROUP, NODE, RunningSource, StartSource, load_yaml
 

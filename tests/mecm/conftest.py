@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 from mep_kubeedge_adapter.mecm.client import LcmClient
 from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
 from mep_kubeedge_adapter.settings import MecmSettings
-from tests.fakekube import FakeApiServer
 from tests.mecm.edgesim import EDGE_IP, EdgeCluster
 from tests.mecm.pki import SERVER_NAME, Pki, UserMgmt, make_pki
 

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakekube import FakeApiServer, WatchEvent
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer, WatchEvent
 
 EDGE_NODE = "edge-node-1"
 EDGE_IP = "192.168.10.11"

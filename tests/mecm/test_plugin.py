@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import pytest
 
+from mep_kubeedge_adapter.emulators.kubeapi import MetricsMode
 from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
-from tests.fakekube import MetricsMode
 from tests.mecm.conftest import TENANT, Setup, lcm_client
 from tests.mecm.edgesim import CLOUD_IP, EDGE_IP, EDGE_NODE
 from tests.mecm.packages import chart, csar, csar_files

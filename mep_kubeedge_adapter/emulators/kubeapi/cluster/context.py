@@ -1,6 +1,6 @@
 """What every part of the cluster shares: the store, the kinds, the clock, events, helpers.
 
-Writes go through the fake's :class:`~tests.fakekube.storage.Store`, as the real components'
+Writes go through the fake's :class:`~mep_kubeedge_adapter.emulators.kubeapi.storage.Store`, as the real components'
 writes go through the API server: creates are admitted (defaults, validation), status goes
 through the status subresource, deletes honour finalizers and grace periods.
 """

@@ -102,7 +102,7 @@ class Cluster:
         if self._stop_listening is None:
             self._stop_listening = self.fake.listen(self._on_event)
         if self.auto and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="fakekube-cluster")
+            self._task = asyncio.create_task(self._run(), name="kubeapi-cluster")
             self._dirty.set()
 
     async def stop(self) -> None:
