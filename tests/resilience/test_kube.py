@@ -1,6 +1,6 @@
 """The kube API server answers 410 Gone, drops its watches and goes away, under a full adapter.
 
-The adapter reads Device CRs from the fake API server (``tests/fakekube``) beside the EventBus;
+The adapter reads Device CRs from the fake API server (``mep_kubeedge_adapter/emulators/kubeapi``) beside the EventBus;
 subscribers to membership and twin changes are attached throughout.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mep_kubeedge_adapter.domain import DeviceId
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 from mep_kubeedge_adapter.registry import DeviceRegistry
-from tests.fakekube import FakeApiServer
 from tests.helpers import until
 from tests.kube.test_kubesource import NS, device, model
 from tests.notify.conftest import Sink
