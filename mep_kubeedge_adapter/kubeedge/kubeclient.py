@@ -38,6 +38,7 @@ onto :class:`~mep_kubeedge_adapter.domain.AdapterError` kinds, in one place.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -63,6 +64,7 @@ __all__ = [
     "describe_error",
     "describe_host",
     "kubeconfig_api_client",
+    "retry_after",
     "served_resources",
 ]
 
@@ -291,6 +293,22 @@ class KubeAccess:
 
 # --------------------------------------------------------------------------------------------
 # errors
+
+
+def retry_after(exc: BaseException, cap: float) -> float | None:
+    """The seconds the API server asked the caller to wait (``Retry-After`` of an answer,
+    such as a restarted server's 429 "storage is (re)initializing" or a 503), at most
+    ``cap``; None when it did not ask."""
+    if not isinstance(exc, client.ApiException) or not exc.headers:
+        return None
+    value = exc.headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    if not 0 <= seconds < math.inf:
+        return None
+    return min(seconds, cap)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -11,7 +11,10 @@ How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
    are deleted, objects whose resourceVersion changed are applied again, the rest are skipped,
    so a re-list produces no duplicated and no lost change events;
 4. every failure waits on the service's backoff policy before the next try; a resource that is
-   no longer served (404) triggers a new discovery.
+   no longer served (404) triggers a new discovery. An answer that says when to come back
+   (``Retry-After``: a restarted API server's 429 "storage is (re)initializing" and 503) is
+   followed instead, and the first answer after an outage resets the backoff: the delays
+   grown while the server was away are not carried into its recovery.
 
 The ``kubernetes`` client is synchronous. Lists, gets and writes run in worker threads
 (``asyncio.to_thread``); each watch runs in a thread of the source's own pool and hands its
@@ -85,6 +88,7 @@ from mep_kubeedge_adapter.kubeedge.kubeclient import (
     KubeClientError,
     build_api_client,
     describe_error,
+    retry_after,
     served_resources,
 )
 from mep_kubeedge_adapter.observability import Metrics
@@ -113,6 +117,8 @@ STOP_GRACE: Final = 3.0
 """Seconds to wait for a watch thread to end after its socket was cut."""
 _QUICK: Final = 1.0
 """A watch that ends sooner than this without an event counts as a failure (no busy loop)."""
+_MIN_PAUSE: Final = 0.1
+"""Seconds between two tries at least, whatever ``Retry-After`` says (no busy loop)."""
 _SETTLED: Final = 10.0
 """Seconds the watches must have run before a new discovery starts from a fresh backoff."""
 
@@ -307,6 +313,7 @@ class KubeSource:
         )
         try:
             while True:
+                pause: float | None = None
                 try:
                     await self.access.api()
                     discovery = await self._discover()
@@ -322,10 +329,16 @@ class KubeSource:
                 except* _Rediscover as group:
                     log.info("kube_rediscovering", reason=str(group.exceptions[0]))
                 except* TRANSIENT as group:
-                    self.last_error = describe_error(group.exceptions[0])
+                    failure = group.exceptions[0]
+                    self.last_error = describe_error(failure)
                     log.warning("kube_unavailable", error=self.last_error)
+                    pause = retry_after(failure, backoff.cap)
                 self._status_changed()
-                await asyncio.sleep(backoff.next_delay())
+                if pause is not None:
+                    backoff.reset()  # the server answered, and said when to come back
+                    await asyncio.sleep(max(pause, _MIN_PAUSE))
+                else:
+                    await asyncio.sleep(backoff.next_delay())
         finally:
             self._watch_gen.clear()
             for state in self._resources.values():
@@ -393,8 +406,11 @@ class KubeSource:
         rv: str | None = None
         reason = "initial"
         fresh_list = False
+        answering = True
+        """The server answered the last request (it may have answered with an error)."""
         while True:
             healthy = False
+            pause: float | None = None
             try:
                 if rv is None:
                     rv = await self._relist(plural, version, reason)
@@ -407,6 +423,7 @@ class KubeSource:
                 healthy = events > 0 or loop.time() - started >= _QUICK
                 fresh_list = fresh_list and not healthy
             except _Gone:
+                answering = True
                 self._metrics.kube_events.labels(plural, "ERROR", "expired").inc()
                 log.info("kube_watch_expired", resource=plural, resource_version=rv)
                 rv, reason = None, "expired"
@@ -414,14 +431,22 @@ class KubeSource:
             except client.ApiException as exc:
                 if exc.status == 404:
                     raise _Rediscover(f"{plural} is no longer served") from exc
+                if exc.status and not answering:
+                    backoff.reset()  # the server is back: the outage's delays are over
+                answering = bool(exc.status)
+                pause = retry_after(exc, backoff.cap)
                 self._failed(plural, exc)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                answering = False
                 self._failed(plural, exc)
             except Exception as exc:  # anything else must not stop the other resources
                 log.error("kube_list_watch_error", resource=plural, exc_info=exc)
                 self._failed(plural, exc)
             if healthy:
                 backoff.reset()
+                answering = True
+            elif pause is not None:
+                await asyncio.sleep(max(pause, _MIN_PAUSE))  # the server's pace, not the backoff's
             else:
                 await asyncio.sleep(backoff.next_delay())
 

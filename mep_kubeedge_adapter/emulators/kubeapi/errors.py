@@ -22,7 +22,9 @@ __all__ = [
     "method_not_allowed",
     "namespace_terminating",
     "not_found",
+    "service_unavailable",
     "status_body",
+    "storage_initializing",
     "unknown_resource",
 ]
 
@@ -161,6 +163,29 @@ def bad_request(message: str) -> ApiError:
 
 def expired(rv: int, oldest: int) -> ApiError:
     return ApiError(410, "Expired", f"too old resource version: {rv} ({oldest})")
+
+
+def storage_initializing() -> ApiError:
+    """A restarted API server's answer to a watch while its watch cache is still filling
+    (``NewTooManyRequests("storage is (re)initializing", 1)`` in the cacher)."""
+    return ApiError(
+        429,
+        "TooManyRequests",
+        "storage is (re)initializing",
+        {"retryAfterSeconds": 1},
+        headers={"Retry-After": "1"},
+    )
+
+
+def service_unavailable(retry_after: int = 5) -> ApiError:
+    """A starting API server's answer before it serves the resource at all."""
+    return ApiError(
+        503,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+        {"retryAfterSeconds": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def unknown_resource() -> ApiError:

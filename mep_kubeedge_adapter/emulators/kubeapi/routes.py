@@ -193,6 +193,9 @@ class _Routes:
         if target.name is None:
             if method == "GET":
                 if request.query.get("watch", "") in _TRUE:
+                    refusal = self.fake.watch_refusal(target.rtype)
+                    if refusal is not None:
+                        raise refusal
                     return await self._watch(request, target)
                 return self._list(request, target)
             if method == "POST" and (target.namespace is not None or not target.rtype.namespaced):

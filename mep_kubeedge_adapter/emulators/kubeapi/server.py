@@ -22,6 +22,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from .discovery import ServedGroup
+from .errors import ApiError, service_unavailable, storage_initializing
 from .metrics import MetricsApi, MetricsMode
 from .patching import apply_merge_patch
 from .resources import (
@@ -89,6 +90,8 @@ class FakeApiServer:
         """metrics.k8s.io: set ``metrics.mode`` and the usage records here."""
         self.metrics.mode = metrics
         self._runner: web.AppRunner | None = None
+        self._refusals: dict[str, list[ApiError]] = {}
+        """Per resource type: the errors its next watches get (see :meth:`come_up`)."""
         self._port = 0
         self.requests: list[str] = []
         """``"METHOD /path?query"`` of every request served, for assertions."""
@@ -120,8 +123,18 @@ class FakeApiServer:
     def is_up(self) -> bool:
         return self._runner is not None
 
-    async def come_up(self) -> None:
-        """Start listening (again, on the same port after :meth:`go_down`)."""
+    async def come_up(self, *, unavailable: int = 0, initializing: int = 0) -> None:
+        """Start listening (again, on the same port after :meth:`go_down`).
+
+        Like a kube-apiserver that restarts, the first watches of each resource can be
+        refused: ``unavailable`` of them with ``503 ServiceUnavailable`` (``Retry-After: 5``),
+        then ``initializing`` with ``429 TooManyRequests`` "storage is (re)initializing"
+        (``Retry-After: 1``) while the watch cache fills. Lists are served (from etcd).
+        """
+        self._refusals = {
+            key: [service_unavailable()] * unavailable + [storage_initializing()] * initializing
+            for key in self.store.types
+        }
         if self._runner is not None:
             return
         runner = web.AppRunner(make_app(self), shutdown_timeout=1.0, access_log=None)
@@ -141,6 +154,11 @@ class FakeApiServer:
         self.drop_watches(abrupt=True)
         runner, self._runner = self._runner, None
         await runner.cleanup()
+
+    def watch_refusal(self, rtype: ResourceType) -> ApiError | None:
+        """The error a watch of ``rtype`` gets now (see :meth:`come_up`), or None."""
+        pending = self._refusals.get(rtype.key)
+        return pending.pop(0) if pending else None
 
     # ----------------------------------------------------------------------------- controls
 
