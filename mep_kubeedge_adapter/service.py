@@ -67,6 +67,7 @@ class Adapter:
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self.api_port: int | None = None
+        self.header_deadline: HeaderDeadline | None = None
         self.store = SubscriptionStore(settings.store.path, metrics=self.metrics)
         self.subscriptions = SubscriptionService(
             self.store,
@@ -180,10 +181,11 @@ class Adapter:
             readiness=self.readiness,
             writer=self.writer,
             subscriptions=self.subscriptions,
-            device_crs=self.kube,
+            device_crs=self.kube.crs if self.kube is not None else None,
         )
         api = self.settings.api
         deadline = HeaderDeadline(api.header_timeout, self.metrics)
+        self.header_deadline = deadline
         runner = web.AppRunner(
             create_app(deps, header_deadline=deadline),
             access_log=None,
