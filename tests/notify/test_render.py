@@ -44,6 +44,17 @@ MEMBERSHIP = "DeviceMembershipChangeSubscription"
 HREF = "http://gw/kubeedge_devices/v1/subscriptions/s-1"
 
 
+DESIRED_WRITE = PropertyChange(
+    reported=TwinValue("5", None),
+    previous_reported=TwinValue("5", None),
+    desired=TwinValue("7", 2000),
+    previous_desired=TwinValue("6", 1000),
+    reported_changed=False,
+    desired_changed=True,
+)
+"""A desired value written (the reported side unchanged)."""
+
+
 def reported(value: str, ts: int, before: str | None = None, before_ts: int = 0) -> PropertyChange:
     return PropertyChange(
         reported=TwinValue(value, ts),
@@ -87,14 +98,7 @@ def test_twin_notification_has_the_spec_shape() -> None:
 
 
 def test_desired_side_and_deletion_are_rendered() -> None:
-    desired = PropertyChange(
-        reported=TwinValue("5", None),
-        previous_reported=TwinValue("5", None),
-        desired=TwinValue("7", 2000),
-        previous_desired=TwinValue("6", 1000),
-        reported_changed=False,
-        desired_changed=True,
-    )
+    desired = DESIRED_WRITE
     deleted = PropertyChange(
         reported=None,
         previous_reported=TwinValue("1", 1000),
@@ -220,14 +224,7 @@ def _straightforward(notice: Notice, subscription_id: str, href: str) -> bytes:
 
 
 def _notices() -> list[Notice]:
-    desired = PropertyChange(
-        reported=TwinValue("5", None),
-        previous_reported=TwinValue("5", None),
-        desired=TwinValue("7", 2000),
-        previous_desired=TwinValue("6", 1000),
-        reported_changed=False,
-        desired_changed=True,
-    )
+    desired = DESIRED_WRITE
     deleted = PropertyChange(None, TwinValue("1", 1000), None, None, True, False, deleted=True)
     labelled = Device(
         id=DeviceId("plänt", 'pump"7'),
