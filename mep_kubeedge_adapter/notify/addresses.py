@@ -150,6 +150,10 @@ def parse_address(text: str) -> IpAddress | None:
     return address
 
 
+NETWORK_REFUSALS_KEPT = 4096
+"""Addresses whose allow/deny answer is kept; beyond, others are checked every time."""
+
+
 class AddressPolicy:
     """Decides whether the adapter may connect to an address and port on a subscriber's behalf."""
 
@@ -166,6 +170,7 @@ class AddressPolicy:
         self._local_addresses = local_addresses or host_addresses
         self._local_cache: frozenset[IpAddress] | None = None
         self._local_learned = 0.0
+        self._network_refusals: dict[IpAddress, str | None] = {}
 
     async def prepare(self) -> None:
         """Learn this host's addresses off the event loop (name resolution may block);
@@ -187,10 +192,20 @@ class AddressPolicy:
         ip = parse_address(address)
         if ip is None:
             return f"{address} is not an IP address"
-        if any(ip in net for net in self._deny if net.version == ip.version):
-            return f"{ip} is in a denied network"
-        if not any(ip in net for net in self._allow if net.version == ip.version):
-            return f"{ip} is outside the allowed callback networks"
+        return self.refusal_of(ip, port)
+
+    def refusal_of(self, ip: IpAddress, port: int) -> str | None:
+        """``refusal`` for a parsed address. The allow and deny networks are fixed, so their
+        answer is kept per address (a bounded table); the listener's own addresses are
+        read on every check."""
+        try:
+            reason = self._network_refusals[ip]
+        except KeyError:
+            reason = self._network_refusal(ip)
+            if len(self._network_refusals) < NETWORK_REFUSALS_KEPT:
+                self._network_refusals[ip] = reason
+        if reason is not None:
+            return reason
         for own_host, own_port in self._own():
             if own_port != port:
                 continue
@@ -202,6 +217,13 @@ class AddressPolicy:
                 or ((own_ip is None or own_ip.is_unspecified) and ip in self._locals())
             ):
                 return f"{ip}:{port} is the adapter's own listener"
+        return None
+
+    def _network_refusal(self, ip: IpAddress) -> str | None:
+        if any(ip in net for net in self._deny if net.version == ip.version):
+            return f"{ip} is in a denied network"
+        if not any(ip in net for net in self._allow if net.version == ip.version):
+            return f"{ip} is outside the allowed callback networks"
         return None
 
     async def check_url(self, url: str, *, resolve: bool = True) -> None:

@@ -180,7 +180,7 @@ class CallbackClient:
         target = destination.target
         if target is None or target.address is None:
             return None
-        return self._policy.refusal(str(target.address), target.port)
+        return self._policy.refusal_of(target.address, target.port)
 
 
 @dataclass(frozen=True, slots=True)
