@@ -22,7 +22,7 @@ class Series:
 
 
 WIDTH, HEIGHT = 640, 360
-LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 60
+LEFT, RIGHT, TOP, BOTTOM = 70, 40, 40, 60
 
 
 def _nice_ceiling(value: float) -> float:
