@@ -3,11 +3,13 @@
 Modules, each with one concern:
 
 * ``models``: the subscription request (pydantic, the API boundary) and ``Subscription``;
-* ``render``: pure matching of change events and the notification JSON;
+* ``render``: pure matching of change events and the notification JSON, encoded once per
+  change and shared by every subscription that receives it;
+* ``index``: subscriptions by the devices, models and labels they filter on;
 * ``backlog``: a subscriber's bounded, coalescing queue;
 * ``addresses``: where callbacks may point;
 * ``callbacks``: the shared HTTP client and per-subscription delivery workers;
-* ``websocket``: websocket fan-out;
+* ``websocket``: websocket fan-out, one corked batch per wake-up;
 * ``dispatcher``: the registry listener that numbers and routes notices;
 * ``subscriptions``: ``SubscriptionService``, the use cases the API calls.
 """
