@@ -45,7 +45,9 @@ class Adapter:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.registry = DeviceRegistry()
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(
+            on_restart=lambda task: self.metrics.task_restarts.labels(task).inc()
+        )
         self.eventbus = EventBusClient(
             settings.mqtt, settings.node_name, self.registry, self.metrics
         )
@@ -143,6 +145,8 @@ class Adapter:
         await self.subscriptions.start()
         self._stack.push_async_callback(self._step, "notifications", self.subscriptions.stop)
         self._stack.push_async_callback(self._step, "supervisor", self.supervisor.stop)
+        self.supervisor.start("store-flush", self.store.run_flusher)
+        self.supervisor.start("notify-expiry", self.subscriptions.run_expiry)
         self.supervisor.start("eventbus", self.eventbus.run)
         if self.kube is not None:
             self.supervisor.start("kube", self.kube.run)

@@ -46,7 +46,6 @@ import structlog
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "CRASH_SEQUENCE_GAP",
@@ -127,8 +126,8 @@ class Registration:
 class SubscriptionStore:
     """The SQLite state file. ``async with SubscriptionStore(path) as store: ...``.
 
-    Owns one connection and the task that flushes sequence numbers; ``close()``
-    flushes, marks the file as cleanly closed and closes the connection.
+    Owns one connection; :meth:`run_flusher` is the loop that writes sequence numbers
+    (the service supervises it); ``close()`` flushes, marks the file as cleanly closed and closes the connection.
     """
 
     def __init__(
@@ -143,7 +142,6 @@ class SubscriptionStore:
         self._metrics = metrics
         self._db: aiosqlite.Connection | None = None
         self._dirty: dict[str, int] = {}
-        self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._identity: tuple[int, int] | None = None
         self._file_state = "ok"
@@ -197,7 +195,6 @@ class SubscriptionStore:
         self._db = db
         self._identity = self._stat() if on_disk else None
         self._set_file_state("ok")
-        self._flusher = asyncio.create_task(self._flush_loop(), name="store-sequence-flush")
 
     def _prepare_file(self) -> None:
         """Check what SQLite would only report as "unable to open database file"."""
@@ -297,9 +294,6 @@ class SubscriptionStore:
         db = self._db
         if db is None:
             return
-        if self._flusher is not None:
-            await cancel_and_wait(self._flusher)
-            self._flusher = None
         try:
             await self.flush_sequences()
             await db.execute(
@@ -431,7 +425,9 @@ class SubscriptionStore:
                     self._dirty[sid] = max(sequence, self._dirty.get(sid, 0))
                 raise
 
-    async def _flush_loop(self) -> None:
+    async def run_flusher(self) -> None:
+        """Flush noted sequences and check the file every ``flush_interval`` seconds, until
+        cancelled; the owner runs it as a supervised task while the store is open."""
         while True:
             await asyncio.sleep(self._flush_interval)
             self.check_file()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mep_kubeedge_adapter.store import (
     StoreError,
     SubscriptionStore,
 )
+from mep_kubeedge_adapter.supervisor import Supervisor
 
 
 def record(sid: str, created: int = 1, expiry: int | None = None) -> StoredSubscription:
@@ -168,10 +170,25 @@ async def test_a_directory_that_cannot_be_written_is_one_clear_error() -> None:
     assert "Permission denied" in refused.value.detail
 
 
+@contextlib.asynccontextmanager
+async def _flushing(store: SubscriptionStore) -> AsyncIterator[None]:
+    """The store's flusher (which also watches the file) under a supervisor, as in the
+    service."""
+    supervisor = Supervisor()
+    supervisor.start("store-flush", store.run_flusher)
+    try:
+        yield
+    finally:
+        await supervisor.stop()
+
+
 async def test_a_file_deleted_while_open_is_noticed(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     metrics = Metrics()
-    async with SubscriptionStore(path, flush_interval=0.01, metrics=metrics) as store:
+    async with (
+        SubscriptionStore(path, flush_interval=0.01, metrics=metrics) as store,
+        _flushing(store),
+    ):
         assert store.status() == {"path": str(path), "state": "ok"}
         assert metrics.registry.get_sample_value("mka_store_file_ok") == 1
         path.unlink()
@@ -185,7 +202,7 @@ async def test_a_file_deleted_while_open_is_noticed(tmp_path: Path) -> None:
 
 async def test_a_file_replaced_while_open_is_noticed(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    async with SubscriptionStore(path, flush_interval=0.01) as store:
+    async with SubscriptionStore(path, flush_interval=0.01) as store, _flushing(store):
         path.unlink()
         path.write_bytes(b"")
         async with asyncio.timeout(10):

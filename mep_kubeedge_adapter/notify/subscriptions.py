@@ -50,7 +50,6 @@ from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import ApiSettings
 from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
-from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "THE_ADAPTER",
@@ -129,7 +128,6 @@ class SubscriptionService:
             monotonic=monotonic,
         )
         self._subscriptions: dict[str, Subscription] = {}
-        self._expiry_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,7 +173,6 @@ class SubscriptionService:
             )
         self._update_gauge()
         await self.dispatcher.start()
-        self._expiry_task = asyncio.create_task(self._expire_loop(), name="notify-expiry")
         log.info("subscriptions_loaded", count=len(self._subscriptions))
 
     async def _refusal_at_start(self, subscription: Subscription) -> str | None:
@@ -191,10 +188,7 @@ class SubscriptionService:
         return None
 
     async def stop(self) -> None:
-        """Stop expiring and delivering; in-flight callbacks get a short grace."""
-        if self._expiry_task is not None:
-            await cancel_and_wait(self._expiry_task)
-            self._expiry_task = None
+        """Stop delivering; in-flight callbacks get a short grace."""
         await self.dispatcher.stop()
 
     async def close_websockets(self) -> None:
@@ -337,7 +331,9 @@ class SubscriptionService:
 
     # ------------------------------------------------------------------ internals
 
-    async def _expire_loop(self) -> None:
+    async def run_expiry(self) -> None:
+        """Remove expired subscriptions every ``expiry_interval`` seconds, until cancelled;
+        the owner runs it as a supervised task between ``start()`` and ``stop()``."""
         while True:
             await asyncio.sleep(self._expiry_interval)
             try:
