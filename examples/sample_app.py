@@ -145,8 +145,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--discovery-timeout",
         type=float,
-        default=120.0,
-        help="seconds to wait for the service to be registered",
+        default=_env("SAMPLE_DISCOVERY_TIMEOUT", "120"),
+        help="seconds to wait for the service to be registered (env SAMPLE_DISCOVERY_TIMEOUT)",
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--count", type=int, help="stop after this many notifications")
@@ -166,6 +166,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         missing.append("--node or --ser-name")
     if missing:
         parser.error("missing " + ", ".join(missing))
+    if not args.discovery_timeout > 0:
+        parser.error("--discovery-timeout must be a positive number of seconds")
     if args.device.count("/") != 1:
         parser.error("--device must be <namespace>/<name>")
     host, _, port = str(args.listen).rpartition(":")

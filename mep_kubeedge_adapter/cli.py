@@ -1,7 +1,8 @@
 """Command line: ``mep-kubeedge-adapter <verb>`` (SPEC §2).
 
 Verbs: ``run`` (the service), ``demo`` (everything on one machine), ``simulate-device``,
-``edgecore-emulator``, ``mep-emulator`` and ``config`` (print effective settings).
+``edgecore-emulator``, ``mep-emulator``, ``config`` (print effective settings),
+``mecm-plugin`` (the KubeEdge plugin for MECM) and ``mecm-call`` (its lcmcontroller-like client).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol, cast
 
 from mep_kubeedge_adapter import __version__
 from mep_kubeedge_adapter.settings import (
+    Settings,
     SettingsError,
     add_settings_arguments,
     load_settings,
@@ -28,7 +30,7 @@ from mep_kubeedge_adapter.settings import (
 class _Tool(Protocol):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
 
-    async def run(self, args: argparse.Namespace, stop: asyncio.Event) -> None: ...
+    async def run(self, args: argparse.Namespace, stop: asyncio.Event) -> int | None: ...
 
 
 _TOOLS = {
@@ -44,6 +46,10 @@ _TOOLS = {
     "mep-emulator": (
         "mep_kubeedge_adapter.emulators.mep",
         "an EdgeGallery-flavoured MP1 server",
+    ),
+    "mecm-call": (
+        "mep_kubeedge_adapter.mecm.call",
+        "drive an AppLCM server (the MECM plugin) as lcmcontroller does",
     ),
 }
 
@@ -63,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_arguments(run)
     config = verbs.add_parser("config", help="print the effective settings (secrets redacted)")
     add_settings_arguments(config)
+    plugin = verbs.add_parser(
+        "mecm-plugin", help="the KubeEdge plugin for MECM: a gRPC AppLCM server"
+    )
+    add_settings_arguments(plugin)
+    plugin.add_argument(
+        "--insecure",
+        dest="set__mecm__insecure",
+        action="store_const",
+        const="true",
+        help="serve plaintext gRPC (MKA_MECM__INSECURE=true)",
+    )
     for verb, (_, help_text) in _TOOLS.items():
         sub = verbs.add_parser(verb, help=help_text)
         sub.set_defaults(_lazy_tool=verb)
@@ -110,7 +127,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(redacted(settings), indent=2, sort_keys=True))
         return 0
     from mep_kubeedge_adapter.observability import configure_logging
-    from mep_kubeedge_adapter.service import serve
 
     configure_logging(settings.log.level, settings.log.format)
+    if args.verb == "mecm-plugin":
+        return _mecm_plugin(settings)
+    from mep_kubeedge_adapter.service import serve
+
     return _run_async(lambda stop: serve(settings, stop))
+
+
+def _mecm_plugin(settings: Settings) -> int:
+    from mep_kubeedge_adapter.mecm.plugin import run
+
+    try:
+        settings.mecm.check_plugin()
+    except ValueError as exc:
+        print(f"mep-kubeedge-adapter mecm-plugin: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_async(lambda stop: run(settings.mecm, stop))
+    except (ValueError, OSError) as exc:
+        print(f"mep-kubeedge-adapter mecm-plugin: {exc}", file=sys.stderr)
+        return 1

@@ -134,6 +134,19 @@ class Device:
     """A Device CR bound to this node exists."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceDefinition:
+    """A device as a client registers it (MEC 033 ``DeviceInfo``): the facts a Device CR is
+    created or replaced from. Its properties come from the CR and the model, never from here."""
+
+    id: DeviceId
+    model: str
+    """The DeviceModel's name, in the device's namespace."""
+    node: str
+    """The edge node the device is bound to."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
 # ------------------------------------------------------------------ change events
 
 

@@ -183,7 +183,7 @@ class Adapter:
             readiness=self.readiness,
             writer=self.writer,
             subscriptions=self.subscriptions,
-            device_crs=self.kube,
+            device_crs=self.kube.crs if self.kube is not None else None,
         )
         api = self.settings.api
         deadline = HeaderDeadline(api.header_timeout, self.metrics)

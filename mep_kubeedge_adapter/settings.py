@@ -234,6 +234,52 @@ class NotifySettings(_Group):
         return self
 
 
+class MecmSettings(_Group):
+    """The KubeEdge plugin for MECM (``mecm-plugin``) and its client (``mecm-call``), SPEC §7.
+
+    The TLS pair and the JWT key are required only when the plugin starts
+    (:meth:`check_plugin`), so settings without them stay valid for every other verb.
+    """
+
+    host: str = "0.0.0.0"
+    port: int = Field(8096, ge=0, le=65535, description="gRPC listener of mecm-plugin")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain (RSA key)")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    insecure: bool = Field(
+        False, description="serve plaintext gRPC (lcmcontroller's client_ssl_enable=false)"
+    )
+    auth: Literal["jwt", "none"] = "jwt"
+    jwt_public_key_file: Path | None = Field(
+        None, description="PEM public key (or certificate) of user-mgmt, which signs accessToken"
+    )
+    data_dir: Path = Field(
+        Path("./mka-mecm"), description="kubeconfigs, packages and instance records"
+    )
+    max_package_bytes: int = Field(
+        536_870_912, gt=0, description="bytes; the largest CSAR accepted, as uploaded"
+    )
+    max_unpacked_bytes: int = Field(
+        2_147_483_648, gt=0, description="bytes; the largest CSAR accepted, unpacked"
+    )
+    max_package_files: int = Field(10_000, gt=0, description="entries a CSAR may hold")
+    max_file_bytes: int = Field(
+        536_870_912, gt=0, description="bytes; the largest single file of a CSAR, unpacked"
+    )
+    token: SecretStr | None = Field(None, description="accessToken that mecm-call sends")
+
+    def check_plugin(self) -> None:
+        """Raise ValueError when ``mecm-plugin`` cannot start with these settings."""
+        if not self.insecure and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError(
+                "mecm.tls_cert_file and mecm.tls_key_file are required "
+                "(MKA_MECM__TLS_CERT_FILE, MKA_MECM__TLS_KEY_FILE), unless mecm.insecure=true"
+            )
+        if self.auth == "jwt" and self.jwt_public_key_file is None:
+            raise ValueError(
+                "mecm.auth=jwt needs mecm.jwt_public_key_file (MKA_MECM__JWT_PUBLIC_KEY_FILE)"
+            )
+
+
 class StoreSettings(_Group):
     path: Path = Path("./mka-state.sqlite3")
 
@@ -260,6 +306,7 @@ class Settings(BaseSettings):
     mep: MepSettings = MepSettings()
     api: ApiSettings = ApiSettings()
     notify: NotifySettings = NotifySettings()
+    mecm: MecmSettings = MecmSettings()
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
 
@@ -280,7 +327,7 @@ class SettingsError(Exception):
     """Settings could not be loaded; the message is meant for a person."""
 
 
-_SECRET_FIELDS = {"password", "ak", "sk"}
+_SECRET_FIELDS = {"password", "ak", "sk", "token"}
 
 
 def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,12 @@
 #
 # Needs: bash, keadm (matching --kubeedge-version) on PATH; kubectl with cluster-admin rights on
 # the cloud side; root, systemd and a CRI runtime (containerd by default) on an edge node.
+#
+# Before it joins a node, `edge` checks that EdgeCore can have it: no kubelet or kube-proxy
+# running (EdgeCore's edged is a kubelet; two cannot share a node, docs/operator-guide.md,
+# "Can EdgeCore share a node with a kubelet?") and the ports EdgeCore listens on free. It
+# refuses with exit status 3 and says what it found, unless --force. It reads /proc only (or
+# the directory in INSTALL_KUBEEDGE_PROC, which the tests fill with fixtures).
 set -euo pipefail
 
 readonly DEFAULT_VERSION="v1.23.1"
@@ -23,8 +29,20 @@ readonly EDGECORE_CONFIG="/etc/kubeedge/config/edgecore.yaml"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_DIR
 readonly BROKER_MANIFEST="${REPO_DIR}/manifests/kubeedge/mosquitto.yaml"
+readonly PROC_ROOT="${INSTALL_KUBEEDGE_PROC:-/proc}"
+# Ports EdgeCore v1.23 binds on the edge node (staging/src/github.com/kubeedge/api/apis/
+# componentconfig/edgecore/v1alpha2/default*.go): edged's read-only kubelet API, and the
+# MetaServer when it is enabled.
+readonly EDGED_PORT=10350
+readonly METASERVER_PORT=10550
+# Ports that give away a running kubelet or kube-proxy whatever its process is called
+# (k3s, for one, runs the kubelet inside its own process).
+readonly KUBELET_PORT=10250
+readonly KUBE_PROXY_HEALTH_PORT=10256
+readonly BROKER_PORT=1883
 
 DRY_RUN=0
+FORCE=0
 ROLE=""
 VERSION="${DEFAULT_VERSION}"
 METASERVER=0
@@ -57,6 +75,8 @@ edge:
   --node-name NAME         node name (default: this host's name)
   --runtime-endpoint URI   CRI socket (default unix:///run/containerd/containerd.sock)
   --cgroup-driver D        systemd or cgroupfs (default systemd)
+  --force                  join even though the preflight found a kubelet, a kube-proxy or a
+                           busy EdgeCore port (it still prints what it found)
 EOF
 }
 
@@ -122,6 +142,7 @@ parse_args() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
+      --force) FORCE=1 ;;
       --metaserver) METASERVER=1 ;;
       --kubeedge-version) VERSION="${2:?--kubeedge-version needs a value}"; shift ;;
       --advertise-address) ADVERTISE_ADDRESS="${2:?--advertise-address needs a value}"; shift ;;
@@ -223,6 +244,7 @@ edge() {
     log "edgecore is already running: skipping keadm join"
   else
     [[ -n "${TOKEN}" ]] || die "edge needs --token (run 'keadm gettoken' on the cloud side)"
+    edge_preflight
     run keadm join "--cloudcore-ipport=${CLOUDCORE}" "--token=${TOKEN}" \
       "--edgenode-name=${NODE_NAME}" "--kubeedge-version=${VERSION}" \
       "--remote-runtime-endpoint=${RUNTIME_ENDPOINT}" "--cgroupdriver=${CGROUP_DRIVER}"
@@ -238,6 +260,87 @@ edge() {
   fi
   log "edge node ${NODE_NAME} done. Deploy the adapter from the cloud side:"
   log "  kubectl apply -k manifests/overlays/edgegallery   (or manifests/overlays/lab)"
+}
+
+# "pid name" of every running kubelet, kube-proxy, or Kubernetes agent with a kubelet built in,
+# by process name and by the program the command line started.
+running_kube_processes() {
+  local dir pid comm exe name
+  for dir in "${PROC_ROOT}"/[0-9]*; do
+    pid="${dir##*/}"
+    [[ "${pid}" =~ ^[0-9]+$ ]] || continue
+    # Builtins only (no process per process); a process may end while we read it.
+    comm="" exe=""
+    { IFS= read -r comm <"${dir}/comm"; } 2>/dev/null || continue
+    { IFS= read -r -d '' exe <"${dir}/cmdline"; } 2>/dev/null || true
+    exe="${exe##*/}"
+    for name in "${comm}" "${exe}"; do
+      case "${name}" in
+        kubelet|kube-proxy|k3s|k3s-server|k3s-agent|kubelite)
+          printf '%s %s\n' "${pid}" "${name}"
+          break ;;
+      esac
+    done
+  done
+}
+
+# Every local TCP port in LISTEN state (IPv4 and IPv6), one decimal number per line.
+listening_ports() {
+  local file hex
+  for file in "${PROC_ROOT}/net/tcp" "${PROC_ROOT}/net/tcp6"; do
+    [[ -r "${file}" ]] || continue
+    # Columns: sl local_address rem_address st ...; state 0A is LISTEN.
+    awk 'NR > 1 && $4 == "0A" { sub(/.*:/, "", $2); print $2 }' "${file}"
+  done | while read -r hex; do
+    [[ "${hex}" =~ ^[0-9A-Fa-f]{1,4}$ ]] && printf '%d\n' "$((16#${hex}))"
+  done | sort -un
+}
+
+# EdgeCore's edged is a kubelet: refuse to join a node that runs another one (or kube-proxy),
+# or whose EdgeCore ports are taken. EdgeCore checks kubelet/kube-proxy itself, but only by
+# process name, and skips the check when the MetaServer is enabled (edge/cmd/edgecore/app/
+# server.go, environmentCheck), so this is the check that always runs.
+edge_preflight() {
+  local problems=() warnings=() line ports
+  if (( DRY_RUN )); then
+    printf '? preflight: processes and listening ports in %s\n' "${PROC_ROOT}" >&2
+  fi
+  while read -r line; do
+    [[ -n "${line}" ]] || continue
+    problems+=("${line#* } is running (pid ${line%% *}): EdgeCore's edged is a kubelet and cannot share the node with it")
+  done < <(running_kube_processes)
+  ports="$(listening_ports)"
+  if grep -qx "${KUBELET_PORT}" <<<"${ports}"; then
+    problems+=("port ${KUBELET_PORT} is in use: that is the kubelet's port, so a kubelet runs here")
+  fi
+  if grep -qx "${KUBE_PROXY_HEALTH_PORT}" <<<"${ports}"; then
+    problems+=("port ${KUBE_PROXY_HEALTH_PORT} is in use: that is kube-proxy's health port, so kube-proxy runs here")
+  fi
+  if grep -qx "${EDGED_PORT}" <<<"${ports}"; then
+    problems+=("port ${EDGED_PORT} is in use: edged serves its read-only kubelet API there")
+  fi
+  if (( METASERVER )) && grep -qx "${METASERVER_PORT}" <<<"${ports}"; then
+    problems+=("port ${METASERVER_PORT} is in use: EdgeCore's MetaServer listens there (--metaserver)")
+  fi
+  if grep -qx "${BROKER_PORT}" <<<"${ports}"; then
+    warnings+=("port ${BROKER_PORT} is in use already: EdgeCore's EventBus will use that broker, and the ${BROKER_DAEMONSET} DaemonSet cannot start on this node")
+  fi
+  for line in ${warnings[@]+"${warnings[@]}"}; do
+    log "preflight warning: ${line}"
+  done
+  if (( ${#problems[@]} == 0 )); then
+    log "preflight: no kubelet or kube-proxy running, EdgeCore's ports are free"
+    return
+  fi
+  for line in "${problems[@]}"; do
+    printf 'install-kubeedge: preflight: %s\n' "${line}" >&2
+  done
+  if (( FORCE )); then
+    log "preflight: --force given, joining anyway"
+    return
+  fi
+  printf 'install-kubeedge: refusing to join this node. A KubeEdge edge node runs EdgeCore instead of a kubelet: use a node (or VM) without one, see docs/operator-guide.md ("Can EdgeCore share a node with a kubelet?"), or pass --force.\n' >&2
+  exit 3
 }
 
 edge_enable_metaserver() {

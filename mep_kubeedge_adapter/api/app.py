@@ -209,6 +209,6 @@ def create_app(deps: ApiDeps, *, header_deadline: HeaderDeadline | None = None) 
     app.router.add_get(openapi.PATH, openapi.serve, allow_head=False)
     devices.add_routes(app)
     subscriptions.add_routes(app)
-    iots.add_iots_routes(app, device_crs=deps.device_crs)
+    iots.add_iots_routes(app)
     add_console_routes(app)
     return app

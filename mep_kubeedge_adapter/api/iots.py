@@ -23,35 +23,34 @@ Queries: ``filter`` accepts ``(eq,<attr>,<value>)`` terms joined by ``;`` for ``
 ``deviceId`` and ``requestedIotPlatformId``; ``fields`` (comma separated) limits the answer
 to those attributes plus the mandatory ones. Anything else in them is a 400.
 
-Writes (``POST``, ``PUT``, ``DELETE /registered_devices``) create, replace or delete the
-Device CR through the kube source (:class:`DeviceCrs`): metadata ``model`` is required,
-``node`` defaults to this node, ``label:<key>`` entries become the CR's labels; other
-DeviceInfo attributes are accepted and ignored. Without a kube source that can write, they
-answer 403. Platforms are not writable (403): KubeEdge is the only one this API describes.
+Writes (``POST``, ``PUT``, ``DELETE /registered_devices``) decode the body into a
+:class:`~mep_kubeedge_adapter.domain.DeviceDefinition` and create, replace or delete the
+Device CR through the ``DeviceCrs`` port (``ApiDeps.device_crs``, the kube source's writes):
+metadata ``model`` is required, ``node`` defaults to this node, ``label:<key>`` entries
+become the CR's labels; other DeviceInfo attributes are accepted and ignored. Without a kube
+source that can write, they answer 403. Platforms are not writable (403): KubeEdge is the only one this API describes.
 Errors are ``application/problem+json`` from the app's problem middleware.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from mep_kubeedge_adapter.api.bodies import read_json
-from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
+from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, DeviceCrs
 from mep_kubeedge_adapter.api.links import links
+from mep_kubeedge_adapter.api.openapi_parts import Json, json_body, ref, responses
 from mep_kubeedge_adapter.api.problems import validation_detail
-from mep_kubeedge_adapter.domain import AdapterError, Device, DeviceId, ErrorKind
+from mep_kubeedge_adapter.domain import AdapterError, Device, DeviceDefinition, DeviceId, ErrorKind
 from mep_kubeedge_adapter.settings import Settings
 
 __all__ = [
     "IOTS_BASE",
-    "DeviceCrs",
     "add_iots_routes",
     "device_info_json",
     "platform_id",
@@ -89,28 +88,6 @@ _PLATFORM_FIELDS = frozenset(
     {"iotPlatformId", "enabled", "userTransportInfo", "customServicesTransportInfo"}
 )
 _FILTER_ATTRS = frozenset({"enabled", "deviceId", "requestedIotPlatformId"})
-
-
-class DeviceCrs(Protocol):
-    """Device CR writes, as the kube source offers them (raw CR bodies, AdapterError kinds)."""
-
-    async def get_device(self, namespace: str, name: str) -> dict[str, Any]: ...
-
-    async def create_device(self, body: Mapping[str, Any]) -> object: ...
-
-    async def replace_device(
-        self, namespace: str, name: str, body: Mapping[str, Any]
-    ) -> object: ...
-
-    async def delete_device(self, namespace: str, name: str) -> object: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Writes:
-    crs: DeviceCrs | None
-
-
-_WRITES = web.AppKey("iots_writes", _Writes)
 
 
 # ------------------------------------------------------------------ encoding
@@ -357,7 +334,7 @@ class _DeviceInfoIn(BaseModel):
 
 
 def _crs(request: web.Request) -> DeviceCrs:
-    crs = request.app[_WRITES].crs
+    crs = request.app[DEPS].device_crs
     if crs is None:
         raise AdapterError(
             ErrorKind.FORBIDDEN,
@@ -387,7 +364,7 @@ async def _read_device_info(request: web.Request) -> _DeviceInfoIn:
     return body
 
 
-def _parse_metadata(body: _DeviceInfoIn, settings: Settings) -> tuple[str, str, dict[str, str]]:
+def _definition(device_id: DeviceId, body: _DeviceInfoIn, settings: Settings) -> DeviceDefinition:
     model: str | None = None
     node = settings.node_name
     labels: dict[str, str] = {}
@@ -405,16 +382,14 @@ def _parse_metadata(body: _DeviceInfoIn, settings: Settings) -> tuple[str, str, 
             )
     if not model:
         raise AdapterError(ErrorKind.INVALID, 'deviceMetadata needs {"key": "model", ...}')
-    return model, node, labels
+    return DeviceDefinition(device_id, model, node, labels)
 
 
-def _written(
-    device_id: DeviceId, model: str, node: str, labels: dict[str, str], settings: Settings
-) -> dict[str, Any]:
+def _written(definition: DeviceDefinition, settings: Settings) -> dict[str, Any]:
     return {
-        "deviceId": str(device_id),
+        "deviceId": str(definition.id),
         "deviceAuthenticationInfo": AUTH_INFO,
-        "deviceMetadata": _metadata(model, node, labels),
+        "deviceMetadata": _metadata(definition.model, definition.node, definition.labels),
         "requestedIotPlatformId": platform_id(settings.node_name),
         "enabled": True,
     }
@@ -428,21 +403,12 @@ async def create_device(request: web.Request) -> web.Response:
         device_id = DeviceId.parse(body.deviceId, settings.mqtt.default_namespace)
     except ValueError as exc:
         raise AdapterError(ErrorKind.INVALID, str(exc)) from exc
-    model, node, labels = _parse_metadata(body, settings)
+    definition = _definition(device_id, body, settings)
     if request.app[DEPS].registry.get(device_id) is not None:
         raise AdapterError(ErrorKind.CONFLICT, f"device {device_id} is already registered")
-    metadata: dict[str, Any] = {"name": device_id.name, "namespace": device_id.namespace}
-    if labels:
-        metadata["labels"] = labels
-    await crs.create_device(
-        {
-            "kind": "Device",
-            "metadata": metadata,
-            "spec": {"deviceModelRef": {"name": model}, "nodeName": node},
-        }
-    )
+    await crs.create(definition)
     return web.json_response(
-        _written(device_id, model, node, labels, settings),
+        _written(definition, settings),
         status=201,
         headers={"Location": _device_location(request, device_id)},
     )
@@ -457,29 +423,20 @@ async def replace_device(request: web.Request) -> web.Response:
         raise AdapterError(
             ErrorKind.INVALID, f"deviceId {body.deviceId!r} does not match the path ({device_id})"
         )
-    model, node, labels = _parse_metadata(body, settings)
-    current = copy.deepcopy(await crs.get_device(device_id.namespace, device_id.name))
-    metadata = current.setdefault("metadata", {})
-    metadata["labels"] = labels
-    spec = current.setdefault("spec", {})
-    spec["deviceModelRef"] = {**(spec.get("deviceModelRef") or {}), "name": model}
-    if "nodeName" in spec or str(current.get("apiVersion", "")).endswith("/v1beta1"):
-        spec["nodeName"] = node
-    current.pop("status", None)
-    await crs.replace_device(device_id.namespace, device_id.name, current)
-    return web.json_response(_written(device_id, model, node, labels, settings))
+    definition = _definition(device_id, body, settings)
+    await crs.replace(definition)
+    return web.json_response(_written(definition, settings))
 
 
 async def delete_device(request: web.Request) -> web.Response:
     crs = _crs(request)
     device_id = _device_id(request)
-    await crs.delete_device(device_id.namespace, device_id.name)
+    await crs.delete(device_id)
     return web.Response(status=204)
 
 
-def add_iots_routes(app: web.Application, *, device_crs: DeviceCrs | None = None) -> None:
-    """Add the MEC 033 routes; ``device_crs`` enables the write side (else 403)."""
-    app[_WRITES] = _Writes(device_crs)
+def add_iots_routes(app: web.Application) -> None:
+    """Add the MEC 033 routes; ``ApiDeps.device_crs`` enables the write side (else 403)."""
     r = app.router
     r.add_get(DEVICES, list_devices, allow_head=False)
     r.add_post(DEVICES, create_device)
@@ -494,10 +451,10 @@ def add_iots_routes(app: web.Application, *, device_crs: DeviceCrs | None = None
     r.add_delete(PLATFORM, platform_write)
 
 
-def openapi_paths(responses: Any, json_body: Any) -> dict[str, Any]:
-    """The ``/iots/v1`` operations for ``/openapi.json`` (helpers come from ``openapi.py``)."""
-    device = {"$ref": "#/components/schemas/Mec033DeviceInfo"}
-    platform = {"$ref": "#/components/schemas/Mec033IotPlatformInfo"}
+def openapi_paths() -> Json:
+    """The ``/iots/v1`` operations for ``/openapi.json``."""
+    device = ref("Mec033DeviceInfo")
+    platform = ref("Mec033IotPlatformInfo")
     device_id = {
         "name": "registeredDeviceId",
         "in": "path",

@@ -15,39 +15,27 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
 from functools import cache
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from mep_kubeedge_adapter import __version__ as package_version
 from mep_kubeedge_adapter.api import devices, iots, subscriptions
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import base_url
-from mep_kubeedge_adapter.api.problems import PROBLEM_JSON, PROBLEM_TYPE_PREFIX
+from mep_kubeedge_adapter.api.openapi_parts import (
+    HEADERS,
+    Json,
+    header_refs,
+    json_body,
+    nullable,
+    pydantic_schemas,
+    ref,
+    responses,
+)
+from mep_kubeedge_adapter.api.problems import PROBLEM_TYPE_PREFIX
 
 PATH = "/openapi.json"
-SCHEMAS = "#/components/schemas/"
-
-Json = dict[str, Any]
-
-
-def _ref(name: str) -> Json:
-    return {"$ref": SCHEMAS + name}
-
-
-def _nullable(schema: Json) -> Json:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _pydantic_schemas(model: type[BaseModel]) -> dict[str, Json]:
-    """A request model's JSON Schema, its ``$defs`` hoisted into the components."""
-    schema = model.model_json_schema(ref_template=SCHEMAS + "{model}", mode="validation")
-    found: dict[str, Json] = dict(schema.pop("$defs", {}))
-    found[model.model_config.get("title") or model.__name__] = schema
-    return found
 
 
 _LINK: Json = {
@@ -78,8 +66,8 @@ _TWIN_PROPERTY: Json = {
             "STRING, BOOLEAN, BYTES, STREAM) when the model names the property, "
             "else the twin's type (int, float, boolean, string).",
         },
-        "reported": _ref("TwinValue"),
-        "desired": _ref("TwinValue"),
+        "reported": ref("TwinValue"),
+        "desired": ref("TwinValue"),
     },
     "additionalProperties": False,
 }
@@ -88,7 +76,7 @@ _TWIN_INFO: Json = {
     "type": "object",
     "required": ["properties"],
     "properties": {
-        "properties": {"type": "object", "additionalProperties": _ref("TwinPropertyInfo")}
+        "properties": {"type": "object", "additionalProperties": ref("TwinPropertyInfo")}
     },
     "additionalProperties": False,
 }
@@ -109,18 +97,18 @@ _DEVICE_INFO: Json = {
     "properties": {
         "namespace": {"type": "string"},
         "name": {"type": "string"},
-        "model": _nullable({"type": "string"}),
-        "node": _nullable({"type": "string"}),
+        "model": nullable({"type": "string"}),
+        "node": nullable({"type": "string"}),
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "state": _nullable(
+        "state": nullable(
             {"type": "string", "description": "online, offline, ok, unknown, unhealthy"}
         ),
-        "lastOnlineTime": _nullable({"type": "string", "description": "RFC 3339"}),
-        "twin": _ref("TwinInfo"),
+        "lastOnlineTime": nullable({"type": "string", "description": "RFC 3339"}),
+        "twin": ref("TwinInfo"),
         "_links": {
             "type": "object",
             "required": ["self", "twin"],
-            "properties": {"self": _ref("Link"), "twin": _ref("Link")},
+            "properties": {"self": ref("Link"), "twin": ref("Link")},
             "additionalProperties": False,
         },
     },
@@ -133,11 +121,11 @@ _PROPERTY_SPEC: Json = {
     "properties": {
         "name": {"type": "string"},
         "type": {"type": "string", "description": "INT, FLOAT, DOUBLE, STRING, BOOLEAN..."},
-        "accessMode": _nullable({"type": "string", "description": "ReadWrite or ReadOnly"}),
-        "unit": _nullable({"type": "string"}),
-        "description": _nullable({"type": "string"}),
-        "minimum": _nullable({"type": "string"}),
-        "maximum": _nullable({"type": "string"}),
+        "accessMode": nullable({"type": "string", "description": "ReadWrite or ReadOnly"}),
+        "unit": nullable({"type": "string"}),
+        "description": nullable({"type": "string"}),
+        "minimum": nullable({"type": "string"}),
+        "maximum": nullable({"type": "string"}),
     },
     "additionalProperties": False,
 }
@@ -148,12 +136,12 @@ _MODEL_INFO: Json = {
     "properties": {
         "namespace": {"type": "string"},
         "name": {"type": "string"},
-        "protocol": _nullable({"type": "string"}),
-        "properties": {"type": "array", "items": _ref("DevicePropertySpec")},
+        "protocol": nullable({"type": "string"}),
+        "properties": {"type": "array", "items": ref("DevicePropertySpec")},
         "_links": {
             "type": "object",
             "required": ["self"],
-            "properties": {"self": _ref("Link")},
+            "properties": {"self": ref("Link")},
             "additionalProperties": False,
         },
     },
@@ -191,72 +179,6 @@ _READINESS: Json = {
     "additionalProperties": True,
 }
 
-_HEADERS: Json = {
-    "X-Request-Id": {
-        "description": "The caller's X-Request-Id, or one the adapter made; it is in every log "
-        "line about the request.",
-        "schema": {"type": "string"},
-    },
-    "ETag": {
-        "description": "Strong ETag of the twin's values and timestamps",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "Location": {
-        "description": "The new subscription, as the caller reaches it",
-        "required": True,
-        "schema": {"type": "string", "format": "uri"},
-    },
-}
-
-
-def _header_refs(*names: str) -> Json:
-    return {name: {"$ref": f"#/components/headers/{name}"} for name in ("X-Request-Id", *names)}
-
-
-def _json(schema: Json, description: str, *headers: str) -> Json:
-    return {
-        "description": description,
-        "headers": _header_refs(*headers),
-        "content": {"application/json": {"schema": schema}},
-    }
-
-
-def _problem(description: str) -> Json:
-    return {
-        "description": description,
-        "headers": _header_refs(),
-        "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
-    }
-
-
-_PROBLEMS: Mapping[str, str] = {
-    "400": "The request is malformed: bad JSON, a wrong shape, an unknown property, or a "
-    "value EdgeCore would refuse (nothing was published)",
-    "401": "No valid mepauth bearer token (only with MKA_API__AUTH=jwt)",
-    "403": "Not allowed here (MEC 033 writes need a kube source that can write)",
-    "404": "No such device, model or subscription",
-    "409": "The Device CR changed meanwhile, or already exists",
-    "412": "If-Match does not match the twin's current ETag",
-    "413": "The body is larger than MKA_API__MAX_BODY",
-    "415": "The body's Content-Type is not one this operation reads",
-    "426": "This route only serves websocket upgrades",
-    "501": "The configured write path is not available here",
-    "502": "EdgeCore (or the kube API) refused the write",
-    "503": "EdgeCore's EventBus (or the subscription engine) is not available",
-    "504": "EdgeCore did not answer the write in time",
-}
-
-
-def _responses(ok: Mapping[str, Json], *problems: str) -> Json:
-    responses: Json = dict(ok)
-    for status in problems:
-        responses[status] = _problem(_PROBLEMS[status])
-    responses["default"] = _problem(
-        "Any other error (405 with Allow, 500 with a generic detail...), as problem+json"
-    )
-    return responses
-
 
 def _path_params(kind: str, example: str) -> list[Json]:
     return [
@@ -288,13 +210,6 @@ def _query(name: str, description: str) -> Json:
     }
 
 
-_SUBSCRIPTION_ID: Json = {
-    "name": "subscription_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-}
-
 _OPEN: list[Json] = []
 """``security`` of the routes that never need a token."""
 
@@ -319,8 +234,8 @@ def _paths() -> Json:
                         "description": "key=value; repeat for several labels (all must match)",
                     },
                 ],
-                "responses": _responses(
-                    {"200": _json({"type": "array", "items": _ref("DeviceInfo")}, "Devices")},
+                "responses": responses(
+                    {"200": json_body({"type": "array", "items": ref("DeviceInfo")}, "Devices")},
                     "400",
                     "401",
                 ),
@@ -331,8 +246,8 @@ def _paths() -> Json:
             "get": {
                 "operationId": "readDevice",
                 "summary": "One device with its twin",
-                "responses": _responses(
-                    {"200": _json(_ref("DeviceInfo"), "The device")}, "401", "404"
+                "responses": responses(
+                    {"200": json_body(ref("DeviceInfo"), "The device")}, "401", "404"
                 ),
             },
         },
@@ -350,12 +265,12 @@ def _paths() -> Json:
                         "description": "an ETag from an earlier read: 304 while unchanged",
                     }
                 ],
-                "responses": _responses(
+                "responses": responses(
                     {
-                        "200": _json(_ref("TwinInfo"), "The twin", "ETag"),
+                        "200": json_body(ref("TwinInfo"), "The twin", "ETag"),
                         "304": {
                             "description": "The twin still has the ETag in If-None-Match",
-                            "headers": _header_refs("ETag"),
+                            "headers": header_refs("ETag"),
                         },
                     },
                     "401",
@@ -378,14 +293,14 @@ def _paths() -> Json:
                     "required": True,
                     "content": {
                         media: {
-                            "schema": _ref("TwinPatch"),
+                            "schema": ref("TwinPatch"),
                             "example": {"desired": {"setpoint": "22"}},
                         }
                         for media in devices.PATCH_CONTENT_TYPES
                     },
                 },
-                "responses": _responses(
-                    {"200": _json(_ref("TwinInfo"), "The twin after the write", "ETag")},
+                "responses": responses(
+                    {"200": json_body(ref("TwinInfo"), "The twin after the write", "ETag")},
                     "400",
                     "401",
                     "404",
@@ -404,8 +319,12 @@ def _paths() -> Json:
                 "operationId": "listDeviceModels",
                 "summary": "The DeviceModels of the node's devices",
                 "parameters": [_query("namespace", "only models in this namespace")],
-                "responses": _responses(
-                    {"200": _json({"type": "array", "items": _ref("DeviceModelInfo")}, "Models")},
+                "responses": responses(
+                    {
+                        "200": json_body(
+                            {"type": "array", "items": ref("DeviceModelInfo")}, "Models"
+                        )
+                    },
                     "401",
                 ),
             }
@@ -415,13 +334,13 @@ def _paths() -> Json:
             "get": {
                 "operationId": "readDeviceModel",
                 "summary": "One DeviceModel: property names, types, access modes, units",
-                "responses": _responses(
-                    {"200": _json(_ref("DeviceModelInfo"), "The model")}, "401", "404"
+                "responses": responses(
+                    {"200": json_body(ref("DeviceModelInfo"), "The model")}, "401", "404"
                 ),
             },
         },
     }
-    return {**device_ops, **subscriptions.openapi_paths(_responses, _json, _SUBSCRIPTION_ID)}
+    return {**device_ops, **subscriptions.openapi_paths()}
 
 
 def _operations_paths() -> Json:
@@ -431,7 +350,7 @@ def _operations_paths() -> Json:
                 "operationId": "healthz",
                 "summary": "Alive (never needs a token)",
                 "security": _OPEN,
-                "responses": _responses({"200": _json(_ref("Health"), "Alive")}),
+                "responses": responses({"200": json_body(ref("Health"), "Alive")}),
             }
         },
         "/readyz": {
@@ -439,10 +358,10 @@ def _operations_paths() -> Json:
                 "operationId": "readyz",
                 "summary": "Ready once the EventBus is connected and the first sync is done",
                 "security": _OPEN,
-                "responses": _responses(
+                "responses": responses(
                     {
-                        "200": _json(_ref("Readiness"), "Ready"),
-                        "503": _json(_ref("Readiness"), "Not ready; the body says why"),
+                        "200": json_body(ref("Readiness"), "Ready"),
+                        "503": json_body(ref("Readiness"), "Not ready; the body says why"),
                     }
                 ),
             }
@@ -452,11 +371,11 @@ def _operations_paths() -> Json:
                 "operationId": "metrics",
                 "summary": "Prometheus metrics (never needs a token)",
                 "security": _OPEN,
-                "responses": _responses(
+                "responses": responses(
                     {
                         "200": {
                             "description": "Prometheus text exposition format",
-                            "headers": _header_refs(),
+                            "headers": header_refs(),
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         }
                     }
@@ -467,8 +386,8 @@ def _operations_paths() -> Json:
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": _responses(
-                    {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}, "401"
+                "responses": responses(
+                    {"200": json_body({"type": "object"}, "OpenAPI 3.1 document")}, "401"
                 ),
             }
         },
@@ -488,8 +407,8 @@ def _document(auth: bool) -> Json:
         "DeviceModelInfo": _MODEL_INFO,
         "Health": _HEALTH,
         "Readiness": _READINESS,
-        **_pydantic_schemas(devices.TwinPatch),
-        **subscriptions.openapi_schemas(_pydantic_schemas),
+        **pydantic_schemas(devices.TwinPatch),
+        **subscriptions.openapi_schemas(),
         **iots.openapi_schemas(),
     }
     document: Json = {
@@ -502,8 +421,8 @@ def _document(auth: bool) -> Json:
             f"EdgeGallery's MEP gateway. Base path {API_BASE}. Errors are "
             "application/problem+json (RFC 7807).",
         },
-        "paths": {**_paths(), **iots.openapi_paths(_responses, _json), **_operations_paths()},
-        "components": {"schemas": schemas, "headers": _HEADERS},
+        "paths": {**_paths(), **iots.openapi_paths(), **_operations_paths()},
+        "components": {"schemas": schemas, "headers": HEADERS},
     }
     if auth:
         document["components"]["securitySchemes"] = {

@@ -17,46 +17,26 @@ until the subscription ends or the client leaves. Sockets still open at shutdown
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import WSCloseCode, web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from mep_kubeedge_adapter.api.auth import CLAIMS, WEBSOCKET_BEARER_PROTOCOL
 from mep_kubeedge_adapter.api.bodies import read_json
-from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
+from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, SubscriptionApi
 from mep_kubeedge_adapter.api.links import links
+from mep_kubeedge_adapter.api.openapi_parts import json_body, pydantic_schemas, responses
 from mep_kubeedge_adapter.api.problems import validation_detail
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
-from mep_kubeedge_adapter.notify.models import Caller, Subscription, SubscriptionRequest
+from mep_kubeedge_adapter.notify.models import Caller, SubscriptionRequest
 
 log = structlog.get_logger(__name__)
 
 SUBSCRIPTIONS = f"{API_BASE}/subscriptions"
 SUBSCRIPTION = f"{API_BASE}/subscriptions/{{subscription_id}}"
 WEBSOCKET = f"{API_BASE}/subscriptions/{{subscription_id}}/websocket"
-
-
-class SubscriptionApi(Protocol):
-    """What the routes need from the subscription engine; ``caller`` scopes each call."""
-
-    async def create(
-        self, request: SubscriptionRequest, *, base_url: str, caller: Caller
-    ) -> Subscription: ...
-
-    async def get(self, subscription_id: str, *, caller: Caller) -> Subscription: ...
-
-    async def list(self, *, caller: Caller) -> list[Subscription]: ...
-
-    async def delete(self, subscription_id: str, *, caller: Caller) -> None: ...
-
-    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]: ...
-
-    async def serve_websocket(
-        self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller
-    ) -> None: ...
 
 
 OPEN_SOCKETS = web.AppKey("open_websockets", set[web.WebSocketResponse])
@@ -188,12 +168,10 @@ _LINKS: dict[str, Any] = {
 }
 
 
-def openapi_schemas(
-    from_model: Callable[[type[BaseModel]], dict[str, dict[str, Any]]],
-) -> dict[str, dict[str, Any]]:
+def openapi_schemas() -> dict[str, dict[str, Any]]:
     """The subscription schemas: the request as the engine's model decodes it, and the
     subscription as ``to_json`` writes it."""
-    schemas = from_model(SubscriptionRequest)
+    schemas = pydantic_schemas(SubscriptionRequest)
     schemas["SubscriptionRequest"]["anyOf"] = [
         {
             "required": ["callbackReference"],
@@ -222,14 +200,16 @@ def openapi_schemas(
     return schemas
 
 
-def openapi_paths(
-    responses: Callable[..., dict[str, Any]],
-    json_response: Callable[..., dict[str, Any]],
-    subscription_id: dict[str, Any],
-) -> dict[str, Any]:
-    """The subscription operations, built with ``openapi.py``'s response helpers."""
+def openapi_paths() -> dict[str, Any]:
+    """The subscription operations for ``/openapi.json``."""
     info = {"$ref": "#/components/schemas/SubscriptionInfo"}
-    paths = _subscription_paths(responses, json_response, subscription_id, info)
+    subscription_id = {
+        "name": "subscription_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    paths = _subscription_paths(subscription_id, info)
     for path in paths.values():
         for name, operation in path.items():
             if name != "parameters":
@@ -244,12 +224,7 @@ _FORBIDDEN = (
 )
 
 
-def _subscription_paths(
-    responses: Callable[..., dict[str, Any]],
-    json_response: Callable[..., dict[str, Any]],
-    subscription_id: dict[str, Any],
-    info: dict[str, Any],
-) -> dict[str, Any]:
+def _subscription_paths(subscription_id: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     return {
         SUBSCRIPTIONS: {
             "post": {
@@ -264,7 +239,7 @@ def _subscription_paths(
                     },
                 },
                 "responses": responses(
-                    {"201": json_response(info, "The new subscription", "Location")},
+                    {"201": json_body(info, "The new subscription", "Location")},
                     "400",
                     "401",
                     "403",
@@ -277,7 +252,7 @@ def _subscription_paths(
                 "operationId": "listSubscriptions",
                 "summary": "The caller's subscriptions (with JWT: the token subject's own)",
                 "responses": responses(
-                    {"200": json_response({"type": "array", "items": info}, "Subscriptions")},
+                    {"200": json_body({"type": "array", "items": info}, "Subscriptions")},
                     "401",
                     "403",
                     "503",
@@ -290,7 +265,7 @@ def _subscription_paths(
                 "operationId": "readSubscription",
                 "summary": "One subscription",
                 "responses": responses(
-                    {"200": json_response(info, "The subscription")}, "401", "403", "404", "503"
+                    {"200": json_body(info, "The subscription")}, "401", "403", "404", "503"
                 ),
             },
             "delete": {

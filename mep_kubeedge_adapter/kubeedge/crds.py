@@ -23,12 +23,13 @@ No I/O and no ``kubernetes`` import: the codecs are tested with plain dicts.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from mep_kubeedge_adapter.domain import MAX_TIMESTAMP_MS
+from mep_kubeedge_adapter.domain import MAX_TIMESTAMP_MS, DeviceDefinition
 
 __all__ = [
     "API_GROUP",
@@ -45,6 +46,8 @@ __all__ = [
     "decode_device_model",
     "decode_device_status",
     "desired_value_patch",
+    "new_device",
+    "redefined_device",
 ]
 
 API_GROUP: Final = "devices.kubeedge.io"
@@ -622,6 +625,49 @@ def decode_device_status(obj: Mapping[str, Any]) -> DeviceStatusCR:
 
 # --------------------------------------------------------------------------------------------
 # write path
+
+
+def new_device(definition: DeviceDefinition) -> dict[str, Any]:
+    """The body of a new Device CR for ``definition``: model reference, node and labels, no
+    properties. ``apiVersion`` is left to the writer, which knows the served version."""
+    metadata: dict[str, Any] = {
+        "name": definition.id.name,
+        "namespace": definition.id.namespace,
+    }
+    if definition.labels:
+        metadata["labels"] = dict(definition.labels)
+    return {
+        "kind": "Device",
+        "metadata": metadata,
+        "spec": {"deviceModelRef": {"name": definition.model}, "nodeName": definition.node},
+    }
+
+
+def redefined_device(current: Mapping[str, Any], definition: DeviceDefinition) -> dict[str, Any]:
+    """A copy of ``current`` (a Device as read, with its resourceVersion) that carries the
+    model, node and labels of ``definition``, for a replace; everything else in ``spec`` stays.
+
+    ``status`` is dropped (a replace does not write it). The node goes into ``spec.nodeName``
+    on v1beta1, or where that field already exists; a v1alpha2 Device binds through
+    ``nodeSelector``, which is left as it is. Raises :class:`InvalidCR` when ``metadata`` or
+    ``spec`` is not an object.
+    """
+    obj = copy.deepcopy(dict(current))
+    metadata = obj.setdefault("metadata", {})
+    spec = obj.setdefault("spec", {})
+    if not isinstance(metadata, dict) or not isinstance(spec, dict):
+        raise InvalidCR(
+            "metadata and spec must be objects",
+            kind="Device",
+            namespace=definition.id.namespace,
+            name=definition.id.name,
+        )
+    metadata["labels"] = dict(definition.labels)
+    spec["deviceModelRef"] = {**(spec.get("deviceModelRef") or {}), "name": definition.model}
+    if "nodeName" in spec or str(obj.get("apiVersion", "")).endswith("/v1beta1"):
+        spec["nodeName"] = definition.node
+    obj.pop("status", None)
+    return obj
 
 
 def desired_value_patch(obj: Mapping[str, Any], values: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The kube source: Device, DeviceModel and DeviceStatus CRs into the registry, and CR writes.
+"""The kube source: Device, DeviceModel and DeviceStatus CRs into the registry.
 
 How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
 
@@ -11,7 +11,10 @@ How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
    are deleted, objects whose resourceVersion changed are applied again, the rest are skipped,
    so a re-list produces no duplicated and no lost change events;
 4. every failure waits on the service's backoff policy before the next try; a resource that is
-   no longer served (404) triggers a new discovery.
+   no longer served (404) triggers a new discovery. An answer that says when to come back
+   (``Retry-After``: a restarted API server's 429 "storage is (re)initializing" and 503) is
+   followed instead, and the first answer after an outage resets the backoff: the delays
+   grown while the server was away are not carried into its recovery.
 
 The ``kubernetes`` client is synchronous. Lists, gets and writes run in worker threads
 (``asyncio.to_thread``); each watch runs in a thread of the source's own pool and hands its
@@ -36,24 +39,21 @@ the same value again keeps its stamp, so re-lists change nothing).
 Invalid CRs are logged and counted (``mka_kube_events{outcome="invalid"}``) and skipped; the
 last valid state of that object stays applied.
 
-Writes (:class:`KubeDesiredWriter`, :meth:`KubeSource.create_device`, ``replace_device``,
-``delete_device``) raise :class:`~mep_kubeedge_adapter.domain.AdapterError`:
-``NOT_FOUND`` (404), ``INVALID`` (unknown property, a body the API server refuses),
-``CONFLICT`` (retries exhausted, an existing name, a stale resourceVersion), ``FORBIDDEN``
-(the adapter's identity may not write), ``UNAVAILABLE`` (API server unreachable),
-``UPSTREAM_TIMEOUT`` and ``UPSTREAM_REJECTED`` (anything else the server answered).
+Writes go through the same client: :attr:`KubeSource.crs` (Device CR create, replace,
+delete) and :attr:`KubeSource.writer` (desired values), both in
+:mod:`~mep_kubeedge_adapter.kubeedge.crwrites`; what they write is applied here at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import itertools
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import structlog
@@ -62,10 +62,8 @@ from kubernetes import client, watch
 
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import (
-    AdapterError,
     DeviceId,
     DeviceModel,
-    ErrorKind,
     ModelId,
     PropertySpec,
     TwinValue,
@@ -77,17 +75,21 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     DeviceModelCR,
     DeviceStatusCR,
     InvalidCR,
-    UnknownProperty,
     decode_device,
     decode_device_model,
     decode_device_status,
-    desired_value_patch,
 )
+from mep_kubeedge_adapter.kubeedge.crwrites import DEVICES, DeviceCrWrites, KubeDesiredWriter
 from mep_kubeedge_adapter.kubeedge.kubeclient import (
     CONNECT_TIMEOUT,
+    REQUEST_TIMEOUT,
+    TRANSIENT,
+    KubeAccess,
     KubeClientError,
     build_api_client,
-    describe_host,
+    describe_error,
+    retry_after,
+    served_resources,
 )
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
@@ -98,38 +100,29 @@ __all__ = [
     "DEVICE_MODELS",
     "DEVICE_STATUSES",
     "Discovery",
-    "KubeDesiredWriter",
     "KubeSource",
     "ResourceState",
 ]
 
 log = structlog.get_logger(__name__)
 
-DEVICES: Final = "devices"
 DEVICE_MODELS: Final = "devicemodels"
 DEVICE_STATUSES: Final = "devicestatuses"
 _RESOURCES: Final = (DEVICES, DEVICE_MODELS, DEVICE_STATUSES)
 
-READ_TIMEOUT: Final = 30.0
-"""Seconds to wait for a list, get or write answer."""
 WATCH_READ_GRACE: Final = 30.0
 """A watch may stay silent this much longer than its server-side timeout before it is cut."""
 LIST_PAGE: Final = 500
 STOP_GRACE: Final = 3.0
 """Seconds to wait for a watch thread to end after its socket was cut."""
-WRITE_ATTEMPTS: Final = 5
-"""Re-read-and-patch attempts of a desired write before it fails with CONFLICT."""
 _QUICK: Final = 1.0
 """A watch that ends sooner than this without an event counts as a failure (no busy loop)."""
+_MIN_PAUSE: Final = 0.1
+"""Seconds between two tries at least, whatever ``Retry-After`` says (no busy loop)."""
 _SETTLED: Final = 10.0
 """Seconds the watches must have run before a new discovery starts from a fresh backoff."""
-_JSON_PATCH: Final = "application/json-patch+json"
 
 Key = tuple[str, str]
-
-_ERRORS: Final = (client.ApiException, urllib3.exceptions.HTTPError, OSError)
-"""What a call to the API server may raise: an answer, or no answer."""
-_TRANSIENT: Final = (KubeClientError, *_ERRORS)
 
 
 def _now_ms() -> int:
@@ -207,16 +200,6 @@ def _rv_newer(a: str, b: str) -> bool:
     return False
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, client.ApiException):
-        return f"HTTP {exc.status}: {exc.reason}"
-    if isinstance(exc, urllib3.exceptions.MaxRetryError):
-        return f"unreachable: {exc.reason}"
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return f"connection: {exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _key_of(raw: Any) -> tuple[Key, str] | None:
     meta = raw.get("metadata") if isinstance(raw, Mapping) else None
     if not isinstance(meta, Mapping):
@@ -263,7 +246,7 @@ class KubeSource:
         self._new_backoff = backoff or (lambda: Backoff(base=0.5, cap=30.0))
         self._rediscover_interval = rediscover_interval or float(settings.watch_timeout)
         self._clock = clock
-        self._api: client.ApiClient | None = None
+        self.access = KubeAccess(partial(build_api_client, settings), source=settings.source)
         self._discovery: Discovery | None = None
         self._resources = {plural: ResourceState() for plural in _RESOURCES}
         self._caches = {plural: _Cache() for plural in _RESOURCES}
@@ -276,7 +259,10 @@ class KubeSource:
         self._status_event = asyncio.Event()
         self.last_error: str | None = None
         self.connected = False
-        self.writer = KubeDesiredWriter(self)
+        self.crs = DeviceCrWrites(self.access, settings.namespace, self)
+        """Device CR create, replace and delete (the MEC 033 write side)."""
+        self.writer = KubeDesiredWriter(self.crs, metrics)
+        """The ``DesiredWriter`` of ``MKA_API__WRITE_PATH=kube``."""
 
     # ------------------------------------------------------------------ status
 
@@ -288,7 +274,7 @@ class KubeSource:
         """For ``/readyz``: the API server, the version used and each resource's list/watch."""
         return {
             "source": self._settings.source,
-            "url": describe_host(self._api) if self._api is not None else None,
+            "url": self.access.host,
             "apiVersion": self._discovery.version if self._discovery else None,
             "connected": self.connected,
             "synced": self.synced,
@@ -327,8 +313,9 @@ class KubeSource:
         )
         try:
             while True:
+                pause: float | None = None
                 try:
-                    await self._ensure_client()
+                    await self.access.api()
                     discovery = await self._discover()
                     self._use(discovery)
                     self.last_error = None
@@ -341,11 +328,17 @@ class KubeSource:
                             backoff.reset()
                 except* _Rediscover as group:
                     log.info("kube_rediscovering", reason=str(group.exceptions[0]))
-                except* _TRANSIENT as group:
-                    self.last_error = _describe(group.exceptions[0])
+                except* TRANSIENT as group:
+                    failure = group.exceptions[0]
+                    self.last_error = describe_error(failure)
                     log.warning("kube_unavailable", error=self.last_error)
+                    pause = retry_after(failure, backoff.cap)
                 self._status_changed()
-                await asyncio.sleep(backoff.next_delay())
+                if pause is not None:
+                    backoff.reset()  # the server answered, and said when to come back
+                    await asyncio.sleep(max(pause, _MIN_PAUSE))
+                else:
+                    await asyncio.sleep(backoff.next_delay())
         finally:
             self._watch_gen.clear()
             for state in self._resources.values():
@@ -353,25 +346,18 @@ class KubeSource:
             self._status_changed()
             executor, self._executor = self._executor, None
             executor.shutdown(wait=False, cancel_futures=True)
-            api, self._api = self._api, None
-            if api is not None:
-                api.close()  # type: ignore[no-untyped-call]
+            self.access.close()
 
-    async def _ensure_client(self) -> client.ApiClient:
-        if self._api is None:
-            self._api = await asyncio.to_thread(build_api_client, self._settings)
-            log.info("kube_client", source=self._settings.source, url=describe_host(self._api))
-        return self._api
-
-    async def _ensure_version(self) -> str:
-        """The served Device version; discovers it if the watch loop has not yet."""
+    async def served_version(self) -> str:
+        """The served Device version; discovers it if the watch loop has not yet (for the
+        writes)."""
         if self._discovery is None:
             self._discovery = await self._discover()
         return self._discovery.version
 
     async def _discover(self) -> Discovery:
-        api = await self._ensure_client()
-        found = await asyncio.to_thread(_discover_blocking, api, self._settings.namespace)
+        namespace = self._settings.namespace
+        found = await self.access.call(lambda api: _discover_blocking(api, namespace))
         if found is None:
             raise KubeClientError(f"the API server serves no {API_GROUP} Device resource")
         return found
@@ -406,7 +392,7 @@ class KubeSource:
         """Notice an upgrade (DeviceStatus appearing, v1beta1 replacing v1alpha2)."""
         while True:
             await asyncio.sleep(self._rediscover_interval)
-            with contextlib.suppress(*_TRANSIENT):
+            with contextlib.suppress(*TRANSIENT):
                 found = await self._discover()
                 if found != current:
                     raise _Rediscover(f"served resources changed to {found}")
@@ -420,8 +406,11 @@ class KubeSource:
         rv: str | None = None
         reason = "initial"
         fresh_list = False
+        answering = True
+        """The server answered the last request (it may have answered with an error)."""
         while True:
             healthy = False
+            pause: float | None = None
             try:
                 if rv is None:
                     rv = await self._relist(plural, version, reason)
@@ -434,6 +423,7 @@ class KubeSource:
                 healthy = events > 0 or loop.time() - started >= _QUICK
                 fresh_list = fresh_list and not healthy
             except _Gone:
+                answering = True
                 self._metrics.kube_events.labels(plural, "ERROR", "expired").inc()
                 log.info("kube_watch_expired", resource=plural, resource_version=rv)
                 rv, reason = None, "expired"
@@ -441,29 +431,37 @@ class KubeSource:
             except client.ApiException as exc:
                 if exc.status == 404:
                     raise _Rediscover(f"{plural} is no longer served") from exc
+                if exc.status and not answering:
+                    backoff.reset()  # the server is back: the outage's delays are over
+                answering = bool(exc.status)
+                pause = retry_after(exc, backoff.cap)
                 self._failed(plural, exc)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                answering = False
                 self._failed(plural, exc)
             except Exception as exc:  # anything else must not stop the other resources
                 log.error("kube_list_watch_error", resource=plural, exc_info=exc)
                 self._failed(plural, exc)
             if healthy:
                 backoff.reset()
+                answering = True
+            elif pause is not None:
+                await asyncio.sleep(max(pause, _MIN_PAUSE))  # the server's pace, not the backoff's
             else:
                 await asyncio.sleep(backoff.next_delay())
 
     def _failed(self, plural: str, exc: BaseException) -> None:
         state = self._resources[plural]
         state.watching = False
-        state.last_error = _describe(exc)
+        state.last_error = describe_error(exc)
         log.warning("kube_list_watch_failed", resource=plural, error=state.last_error)
         self._status_changed()
 
     async def _relist(self, plural: str, version: str, reason: str) -> str:
-        api = await self._ensure_client()
+        namespace = self._settings.namespace
         try:
-            items, rv = await asyncio.to_thread(
-                _list_blocking, api, plural, version, self._settings.namespace
+            items, rv = await self.access.call(
+                lambda api: _list_blocking(api, plural, version, namespace)
             )
         except client.ApiException as exc:
             if exc.status == 410:
@@ -482,7 +480,7 @@ class KubeSource:
     async def _watch(self, plural: str, version: str, rv: str) -> tuple[str, int]:
         """Watch from ``rv`` until the stream ends; returns the last resourceVersion and the
         number of events (bookmarks included) received."""
-        api = await self._ensure_client()
+        api = await self.access.api()
         loop = asyncio.get_running_loop()
         gen = next(self._gen_counter)
         self._watch_gen[plural] = gen
@@ -746,260 +744,14 @@ class KubeSource:
         event, so the watch's own copy of it later changes nothing)."""
         self._apply(DEVICES, kind, raw)
 
-    # ------------------------------------------------------------------ writes
-
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One CustomObjectsApi call in a worker thread, errors mapped by the caller."""
-        api = await self._ensure_client()
-        custom = client.CustomObjectsApi(api)
-        fn = getattr(custom, method)
-        return await asyncio.to_thread(
-            fn, *args, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs
-        )
-
-    async def _version_for_write(self) -> str:
-        try:
-            return await self._ensure_version()
-        except _TRANSIENT as exc:
-            raise _adapter_error(exc, "the kube API") from exc
-
-    def _namespace_for(self, namespace: str | None) -> str:
-        ns = namespace or self._settings.namespace or "default"
-        if self._settings.namespace and ns != self._settings.namespace:
-            raise AdapterError(
-                ErrorKind.FORBIDDEN,
-                f"this adapter serves namespace {self._settings.namespace!r} only",
-            )
-        return ns
-
-    async def get_device(self, namespace: str, name: str) -> dict[str, Any]:
-        """The Device CR as the API server has it (raw), for the write paths."""
-        version = await self._version_for_write()
-        try:
-            obj = await self._call(
-                "get_namespaced_custom_object", API_GROUP, version, namespace, DEVICES, name
-            )
-        except _ERRORS as exc:
-            raise _adapter_error(exc, f"device {namespace}/{name}") from exc
-        if not isinstance(obj, dict):
-            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, "the API server sent no Device")
-        return obj
-
-    async def create_device(self, body: Mapping[str, Any]) -> DeviceCR:
-        """Create a Device CR; ``metadata.namespace`` defaults to the configured namespace."""
-        version = await self._version_for_write()
-        obj = self._prepare_body(body, version)
-        meta = obj["metadata"]
-        namespace = self._namespace_for(meta.get("namespace"))
-        meta["namespace"] = namespace
-        meta.pop("resourceVersion", None)
-        _check_body(obj)
-        try:
-            created = await self._call(
-                "create_namespaced_custom_object", API_GROUP, version, namespace, DEVICES, obj
-            )
-        except _ERRORS as exc:
-            raise _adapter_error(exc, f"device {namespace}/{meta.get('name', '')}") from exc
-        return self._written(created)
-
-    async def replace_device(self, namespace: str, name: str, body: Mapping[str, Any]) -> DeviceCR:
-        """Replace a Device CR. Without ``metadata.resourceVersion`` the current one is used
-        (an unconditional replace); with it, a stale version fails with CONFLICT."""
-        version = await self._version_for_write()
-        namespace = self._namespace_for(namespace)
-        obj = self._prepare_body(body, version)
-        meta = obj["metadata"]
-        if meta.setdefault("name", name) != name:
-            raise AdapterError(ErrorKind.INVALID, "metadata.name does not match the device")
-        if meta.setdefault("namespace", namespace) != namespace:
-            raise AdapterError(ErrorKind.INVALID, "metadata.namespace does not match the device")
-        if not meta.get("resourceVersion"):
-            current = await self.get_device(namespace, name)
-            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-        _check_body(obj)
-        try:
-            replaced = await self._call(
-                "replace_namespaced_custom_object",
-                API_GROUP,
-                version,
-                namespace,
-                DEVICES,
-                name,
-                obj,
-            )
-        except _ERRORS as exc:
-            raise _adapter_error(exc, f"device {namespace}/{name}") from exc
-        return self._written(replaced)
-
-    async def delete_device(self, namespace: str, name: str) -> DeviceCR:
-        """Delete a Device CR; returns it as it was."""
-        version = await self._version_for_write()
-        namespace = self._namespace_for(namespace)
-        current = await self.get_device(namespace, name)
-        try:
-            decoded = decode_device(current)
-        except InvalidCR as exc:
-            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
-        uid = current["metadata"].get("uid")
-        try:
-            deleted = await self._call(
-                "delete_namespaced_custom_object",
-                API_GROUP,
-                version,
-                namespace,
-                DEVICES,
-                name,
-                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
-                if uid
-                else None,
-            )
-        except _ERRORS as exc:
-            raise _adapter_error(exc, f"device {namespace}/{name}") from exc
-        if isinstance(deleted, dict) and deleted.get("kind") == "Device":
-            with contextlib.suppress(InvalidCR):
-                decoded = decode_device(deleted)
-        self._apply_deleted(DEVICES, (namespace, name), "WRITE")
-        return decoded
-
-    @staticmethod
-    def _prepare_body(body: Mapping[str, Any], version: str) -> dict[str, Any]:
-        obj = copy.deepcopy(dict(body))
-        expected = f"{API_GROUP}/{version}"
-        api_version = obj.setdefault("apiVersion", expected)
-        if api_version != expected:
-            raise AdapterError(
-                ErrorKind.INVALID, f"this cluster serves Devices as {expected}, not {api_version}"
-            )
-        obj.setdefault("kind", "Device")
-        meta = obj.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            raise AdapterError(ErrorKind.INVALID, "metadata must be an object")
-        return obj
-
-    def _written(self, raw: Any) -> DeviceCR:
-        try:
-            decoded = decode_device(raw)
-        except InvalidCR as exc:
-            raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
-        self.apply_device_object(raw)
-        return decoded
-
-
-# --------------------------------------------------------------------------------------------
-# the desired-value write path
-
-
-class KubeDesiredWriter:
-    """``DesiredWriter`` for ``MKA_API__WRITE_PATH=kube``: patches the Device's desired values.
-
-    Each attempt reads the Device and sends a JSON patch whose ``test`` ops pin every touched
-    list item by name (:func:`~mep_kubeedge_adapter.kubeedge.crds.desired_value_patch`). A 422
-    (a ``test`` failed: the list changed) or 409 re-reads and retries, up to
-    :data:`WRITE_ATTEMPTS` times, then fails with CONFLICT. On success the patched object is
-    applied to the registry before returning, so the caller reads the new desired value.
-    """
-
-    def __init__(self, source: KubeSource) -> None:
-        self._source = source
-
-    async def write_desired(
-        self, device_id: DeviceId, values: Mapping[str, tuple[str, str]]
-    ) -> None:
-        source = self._source
-        metrics = source._metrics
-        wanted = {name: value for name, (value, _twin_type) in values.items()}
-        if not wanted:
-            return
-        try:
-            await self._write(device_id, wanted)
-        except AdapterError as exc:
-            metrics.desired_writes.labels("kube", exc.kind.value).inc()
-            raise
-        metrics.desired_writes.labels("kube", "accepted").inc()
-
-    async def _write(self, device_id: DeviceId, wanted: Mapping[str, str]) -> None:
-        source = self._source
-        version = await source._version_for_write()
-        backoff = Backoff(base=0.05, cap=1.0)
-        what = f"device {device_id}"
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            current = await source.get_device(device_id.namespace, device_id.name)
-            try:
-                patch = desired_value_patch(current, wanted)
-            except UnknownProperty as exc:
-                raise AdapterError(ErrorKind.INVALID, str(exc)) from exc
-            except InvalidCR as exc:
-                raise AdapterError(ErrorKind.UPSTREAM_REJECTED, str(exc)) from exc
-            try:
-                patched = await source._call(
-                    "patch_namespaced_custom_object",
-                    API_GROUP,
-                    version,
-                    device_id.namespace,
-                    DEVICES,
-                    device_id.name,
-                    patch,
-                    _content_type=_JSON_PATCH,
-                )
-            except client.ApiException as exc:
-                if exc.status in (409, 422) and attempt < WRITE_ATTEMPTS:
-                    log.info("kube_desired_write_retry", device=str(device_id), status=exc.status)
-                    await asyncio.sleep(backoff.next_delay())
-                    continue
-                if exc.status in (409, 422):
-                    break
-                raise _adapter_error(exc, what) from exc
-            except _ERRORS as exc:
-                raise _adapter_error(exc, what) from exc
-            if isinstance(patched, Mapping):
-                source.apply_device_object(patched)
-            return
-        raise AdapterError(
-            ErrorKind.CONFLICT,
-            f"{what} kept changing; the desired values were not written after "
-            f"{WRITE_ATTEMPTS} attempts",
-        )
+    def apply_device_deleted(self, device_id: DeviceId) -> None:
+        """Forget a Device the adapter just deleted (the watch's DELETED then changes
+        nothing)."""
+        self._apply_deleted(DEVICES, (device_id.namespace, device_id.name), "WRITE")
 
 
 # --------------------------------------------------------------------------------------------
 # blocking helpers (worker threads)
-
-
-def _adapter_error(exc: BaseException, what: str) -> AdapterError:
-    """One mapping of client failures onto error kinds."""
-    if isinstance(exc, AdapterError):
-        return exc
-    if isinstance(exc, KubeClientError):
-        return AdapterError(ErrorKind.UNAVAILABLE, str(exc))
-    if isinstance(exc, client.ApiException):
-        status = exc.status or 0
-        detail = f"{what}: the kube API answered {status} {exc.reason}"
-        if status == 404:
-            return AdapterError(ErrorKind.NOT_FOUND, f"{what} does not exist in the kube API")
-        if status == 409:
-            return AdapterError(ErrorKind.CONFLICT, detail)
-        if status in (400, 422):
-            return AdapterError(ErrorKind.INVALID, detail)
-        if status in (401, 403):
-            return AdapterError(ErrorKind.FORBIDDEN, detail)
-        if status == 504:
-            return AdapterError(ErrorKind.UPSTREAM_TIMEOUT, detail)
-        if status in (0, 502, 503):
-            return AdapterError(ErrorKind.UNAVAILABLE, detail)
-        return AdapterError(ErrorKind.UPSTREAM_REJECTED, detail)
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return AdapterError(ErrorKind.UPSTREAM_TIMEOUT, f"{what}: the kube API did not answer")
-    return AdapterError(ErrorKind.UNAVAILABLE, f"{what}: the kube API is unreachable ({exc})")
-
-
-def _check_body(obj: Mapping[str, Any]) -> None:
-    """Refuse a Device body the adapter could not read back."""
-    probe = copy.deepcopy(dict(obj))
-    probe.setdefault("metadata", {}).setdefault("resourceVersion", "")
-    try:
-        decode_device(probe)
-    except InvalidCR as exc:
-        raise AdapterError(ErrorKind.INVALID, str(exc)) from exc
 
 
 def _status_facts(
@@ -1064,7 +816,7 @@ def _list_blocking(
     while True:
         kwargs: dict[str, Any] = {
             "limit": LIST_PAGE,
-            "_request_timeout": (CONNECT_TIMEOUT, READ_TIMEOUT),
+            "_request_timeout": REQUEST_TIMEOUT,
         }
         if token:
             kwargs["_continue"] = token
@@ -1083,19 +835,10 @@ def _list_blocking(
 
 def _discover_blocking(api: client.ApiClient, namespace: str | None) -> Discovery | None:
     """The newest served version with Devices, and which of the three resources it serves."""
-    custom = client.CustomObjectsApi(api)
     wanted = frozenset(_RESOURCES)
     for version in SUPPORTED_VERSIONS:
-        try:
-            listing = custom.get_api_resources(
-                API_GROUP, version, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
-            )
-        except client.ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
-        names = {r.name for r in (listing.resources or [])}
-        if DEVICES in names:
+        names = served_resources(api, API_GROUP, version)
+        if names is not None and DEVICES in names:
             return Discovery(version, frozenset(names & wanted))
     # No discovery document: ask the collections themselves.
     for version in SUPPORTED_VERSIONS:
@@ -1109,9 +852,7 @@ def _collection_served(
     api: client.ApiClient, version: str, plural: str, namespace: str | None
 ) -> bool:
     try:
-        _custom_list(api, version, plural, namespace)(
-            limit=1, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
-        )
+        _custom_list(api, version, plural, namespace)(limit=1, _request_timeout=REQUEST_TIMEOUT)
     except client.ApiException as exc:
         if exc.status == 404:
             return False

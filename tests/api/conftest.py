@@ -32,7 +32,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS31Validator
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
-from mep_kubeedge_adapter.api.subscriptions import SubscriptionApi
+from mep_kubeedge_adapter.api.deps import SubscriptionApi
 from mep_kubeedge_adapter.domain import (
     AdapterError,
     DeviceId,

@@ -7,7 +7,6 @@ tables (DeviceInfo, IotPlatformInfo, MBTransportInfo and MEC 011 TransportInfo) 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +17,9 @@ from aiohttp.test_utils import TestServer
 from openapi_schema_validator import OAS31Validator
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
-from mep_kubeedge_adapter.api.iots import DeviceCrs
+from mep_kubeedge_adapter.api.deps import DeviceCrs
 from mep_kubeedge_adapter.api.iots_schema import DEVICE_INFO, IOT_PLATFORM_INFO
-from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
+from mep_kubeedge_adapter.domain import AdapterError, DeviceDefinition, DeviceId, ErrorKind
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
@@ -46,8 +45,8 @@ def check(schema: Mapping[str, Any], instance: Any) -> None:
 
 
 def _typecheck(source: KubeSource) -> DeviceCrs:
-    """mypy proves the kube source satisfies the protocol the routes write through."""
-    return source
+    """mypy proves the kube source's CR writes satisfy the protocol the routes write through."""
+    return source.crs
 
 
 @dataclass
@@ -55,49 +54,37 @@ class FakeDeviceCrs:
     """The kube source's Device CR writes, applied to the registry as its watch would."""
 
     registry: DeviceRegistry
-    objects: dict[DeviceId, dict[str, Any]] = field(default_factory=dict)
+    definitions: dict[DeviceId, DeviceDefinition] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
-    def _apply(self, obj: Mapping[str, Any]) -> None:
-        meta = obj["metadata"]
-        spec = obj["spec"]
+    def _apply(self, definition: DeviceDefinition) -> None:
+        self.definitions[definition.id] = definition
         self.registry.upsert_spec(
             DeviceSpec(
-                DeviceId(meta["namespace"], meta["name"]),
-                model=spec["deviceModelRef"]["name"],
-                node=spec.get("nodeName"),
-                labels=meta.get("labels") or {},
+                definition.id,
+                model=definition.model,
+                node=definition.node,
+                labels=definition.labels,
             )
         )
 
-    async def get_device(self, namespace: str, name: str) -> dict[str, Any]:
-        obj = self.objects.get(DeviceId(namespace, name))
-        if obj is None:
-            raise AdapterError(ErrorKind.NOT_FOUND, f"device {namespace}/{name} not found")
-        return copy.deepcopy(obj)
+    async def create(self, definition: DeviceDefinition) -> None:
+        self.calls.append(("create", str(definition.id)))
+        if definition.id in self.definitions:
+            raise AdapterError(ErrorKind.CONFLICT, f"device {definition.id} already exists")
+        self._apply(definition)
 
-    async def create_device(self, body: Mapping[str, Any]) -> object:
-        obj = {"apiVersion": "devices.kubeedge.io/v1beta1", **copy.deepcopy(dict(body))}
-        device_id = DeviceId(obj["metadata"]["namespace"], obj["metadata"]["name"])
-        self.calls.append(("create", str(device_id)))
-        self.objects[device_id] = obj
-        self._apply(obj)
-        return obj
+    async def replace(self, definition: DeviceDefinition) -> None:
+        self.calls.append(("replace", str(definition.id)))
+        if definition.id not in self.definitions:
+            raise AdapterError(ErrorKind.NOT_FOUND, f"device {definition.id} not found")
+        self._apply(definition)
 
-    async def replace_device(self, namespace: str, name: str, body: Mapping[str, Any]) -> object:
-        self.calls.append(("replace", f"{namespace}/{name}"))
-        self.objects[DeviceId(namespace, name)] = copy.deepcopy(dict(body))
-        self._apply(body)
-        return body
-
-    async def delete_device(self, namespace: str, name: str) -> object:
-        device_id = DeviceId(namespace, name)
+    async def delete(self, device_id: DeviceId) -> None:
         self.calls.append(("delete", str(device_id)))
-        obj = self.objects.pop(device_id, None)
-        if obj is None:
+        if self.definitions.pop(device_id, None) is None:
             raise AdapterError(ErrorKind.NOT_FOUND, f"device {device_id} not found")
         self.registry.remove_spec(device_id)
-        return obj
 
 
 @dataclass
@@ -299,9 +286,9 @@ async def test_create_replace_delete_device(iots: Iots) -> None:
     assert headers["Location"] == (
         "http://adapter.example:8080/iots/v1/registered_devices/default%2Fthermo-2"
     )
-    created = iots.crs.objects[DeviceId("default", "thermo-2")]
-    assert created["spec"] == {"deviceModelRef": {"name": "thermometer"}, "nodeName": "edge-1.lan"}
-    assert created["metadata"]["labels"] == {"room": "hall"}
+    created = iots.crs.definitions[DeviceId("default", "thermo-2")]
+    assert (created.model, created.node) == ("thermometer", "edge-1.lan")
+    assert created.labels == {"room": "hall"}
     status, got, _ = await iots.call("GET", "/iots/v1/registered_devices/default/thermo-2")
     assert status == 200
     assert got == body
@@ -318,9 +305,9 @@ async def test_create_replace_delete_device(iots: Iots) -> None:
     )
     assert status == 200
     check(DEVICE_INFO, body)
-    replaced = iots.crs.objects[DeviceId("default", "thermo-2")]
-    assert replaced["spec"]["deviceModelRef"] == {"name": "thermo-v2"}
-    assert replaced["metadata"]["labels"] == {"floor": "2"}
+    replaced = iots.crs.definitions[DeviceId("default", "thermo-2")]
+    assert (replaced.model, replaced.node) == ("thermo-v2", "edge-1.lan")
+    assert replaced.labels == {"floor": "2"}
     assert iots.registry.get(DeviceId("default", "thermo-2")) is not None
 
     status, _, _ = await iots.call(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,14 @@ jsonschema: Any = importlib.import_module("jsonschema")
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 CRD_DIR = ROOT / "tests" / "kube" / "data"
+LAB_NODE = "edge-node-1"
+"""The node the lab samples are pinned to."""
 OVERLAYS = {
     "base": MANIFESTS / "base",
     "samples": MANIFESTS / "samples",
     "edgegallery": MANIFESTS / "overlays" / "edgegallery",
     "lab": MANIFESTS / "overlays" / "lab",
+    "mecm-plugin": MANIFESTS / "mecm-plugin",
 }
 
 Obj = dict[str, Any]
@@ -242,3 +246,50 @@ def crd_validator(kind: str, version: str) -> Any:
             schema.setdefault("properties", {})["metadata"] = {"type": "object"}
             return jsonschema.Draft7Validator(_strict(schema))
     raise AssertionError(f"{kind} {version} is not in {_CRD_FILES[kind]}")
+
+
+# ----------------------------------------------------------------------- rendered pods
+
+
+def one(objects: list[Obj], kind: str, name: str) -> Obj:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind} {name}: {len(matches)} found"
+    return matches[0]
+
+
+def find_container(obj: Obj, name: str) -> dict[str, Any]:
+    containers = obj["spec"]["template"]["spec"]["containers"]
+    found: dict[str, Any] = next(c for c in containers if c["name"] == name)
+    return found
+
+
+def container_environment(
+    objects: list[Obj],
+    host_ip: str = "192.0.2.10",
+    *,
+    workload: str = "mep-kubeedge-adapter",
+    kind: str = "DaemonSet",
+    name: str = "adapter",
+) -> dict[str, str]:
+    """What a container's environment would be on node :data:`LAB_NODE`, Secrets included."""
+    pod_container = find_container(one(objects, kind, workload), name)
+    env: dict[str, str] = {}
+    for source in pod_container.get("envFrom", []):
+        env.update(one(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    secrets = {
+        o["metadata"]["name"]: o.get("stringData", {}) for o in objects if o["kind"] == "Secret"
+    }
+    for var in pod_container["env"]:
+        if "value" in var:
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"])
+        elif "fieldRef" in var["valueFrom"]:
+            path = var["valueFrom"]["fieldRef"]["fieldPath"]
+            env[var["name"]] = {"spec.nodeName": LAB_NODE, "status.hostIP": host_ip}[path]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = secrets.get(ref["name"], {}).get(ref["key"])
+            if value is None:
+                assert ref.get("optional") is True, f"{var['name']} needs Secret {ref['name']}"
+            else:
+                env[var["name"]] = value
+    return env

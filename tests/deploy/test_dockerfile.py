@@ -22,9 +22,13 @@ class Stage:
     base: str
     name: str | None
     instructions: list[tuple[str, str]] = field(default_factory=list)
+    parent: Stage | None = None
+    """The stage this one is built FROM, whose image (labels, entry point, ...) it inherits."""
 
     def all(self, keyword: str) -> list[str]:
-        return [args for kw, args in self.instructions if kw == keyword]
+        """``keyword``'s arguments in this image, inherited ones first."""
+        inherited = self.parent.all(keyword) if self.parent else []
+        return inherited + [args for kw, args in self.instructions if kw == keyword]
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -51,6 +55,8 @@ def _instructions() -> list[tuple[str, str]]:
 
 
 def _stages() -> tuple[dict[str, str], list[Stage]]:
+    """ARGs before the first FROM, and the stages; a stage built FROM another stage gets that
+    stage's image as its base."""
     args: dict[str, str] = {}
     stages: list[Stage] = []
     for keyword, rest in _instructions():
@@ -58,7 +64,8 @@ def _stages() -> tuple[dict[str, str], list[Stage]]:
             words = rest.split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], words[0])
-            stages.append(Stage(base, name))
+            parent = next((s for s in stages if s.name == base), None)
+            stages.append(Stage(parent.base if parent else base, name, parent=parent))
         elif not stages and keyword == "ARG":
             name, _, default = rest.partition("=")
             args[name] = default
@@ -72,6 +79,10 @@ def _final() -> Stage:
     return _stages()[1][-1]
 
 
+def _stage(name: str) -> Stage:
+    return next(stage for stage in _stages()[1] if stage.name == name)
+
+
 def _exec_form(args: str) -> list[str]:
     value = json.loads(args)
     assert isinstance(value, list), "exec form (a JSON list)"
@@ -81,7 +92,7 @@ def _exec_form(args: str) -> list[str]:
 def test_multi_stage_on_one_slim_python_base() -> None:
     _, stages = _stages()
     assert len(stages) >= 2
-    assert stages[0].name == "build"
+    assert stages[-1].name == "runtime", "the adapter is the default target"
     bases = {stage.base for stage in stages}
     assert len(bases) == 1, "the virtualenv must run on the interpreter it was built with"
     base = bases.pop()
@@ -90,11 +101,11 @@ def test_multi_stage_on_one_slim_python_base() -> None:
 
 
 def test_final_stage_has_no_build_tools() -> None:
-    for keyword, args in _final().instructions:
-        if keyword == "RUN":
-            assert not BUILD_TOOLS.search(args), args
-    build = _stages()[1][0]
-    assert any("pip uninstall -y pip setuptools wheel" in r for r in build.all("RUN"))
+    for args in _final().all("RUN"):
+        assert not BUILD_TOOLS.search(args), args
+    for name in ("build", "build-mecm"):
+        runs = _stage(name).all("RUN")
+        assert any("pip uninstall -y pip setuptools wheel" in r for r in runs), name
 
 
 def test_runs_as_the_non_root_user_the_manifests_expect() -> None:
@@ -124,6 +135,13 @@ def test_entrypoint_is_the_cli() -> None:
     assert scripts["mep-kubeedge-adapter"] == "mep_kubeedge_adapter.cli:main"
     assert _exec_form(_final().all("CMD")[-1]) == ["run"]
     assert _final().all("EXPOSE") == ["8080"]
+
+
+def test_base_image_label_is_filled_in() -> None:
+    # ${BASE_IMAGE} in a stage expands to nothing unless the stage declares ARG BASE_IMAGE.
+    stage = _stage("runtime-base")
+    assert "BASE_IMAGE" in stage.all("ARG")
+    assert any('image.base.name="${BASE_IMAGE}"' in label for label in stage.all("LABEL"))
 
 
 def test_oci_labels() -> None:
@@ -176,3 +194,38 @@ def test_copied_files_exist_and_are_in_the_build_context() -> None:
 def test_files_the_manifests_use_are_in_the_image(path: str) -> None:
     destinations = [a.split()[-1] for a in _final().all("COPY")]
     assert path in destinations
+
+
+# ------------------------------------------------------------------------------ the two images
+
+
+def _installed_extras(stage: Stage) -> set[str]:
+    return set(re.findall(r'pip install "\.\[([a-z,]+)\]"', " ".join(stage.all("RUN"))))
+
+
+def test_the_adapter_image_leaves_the_mecm_extra_out() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = pyproject["project"]["optional-dependencies"]
+    assert any(dep.startswith("helm-python-sdk") for dep in extras["mecm"])
+    assert _installed_extras(_stage("build")) == {"emulators"}
+    assert any("--from=build " in c for c in _final().all("COPY"))
+
+
+def test_the_mecm_plugin_image() -> None:
+    plugin = _stage("mecm-plugin")
+    assert _installed_extras(_stage("build-mecm")) == {"mecm"}
+    assert any("--from=build-mecm " in c for c in plugin.all("COPY"))
+    assert _exec_form(plugin.all("ENTRYPOINT")[-1]) == ["mep-kubeedge-adapter"]
+    assert _exec_form(plugin.all("CMD")[-1]) == ["mecm-plugin"]
+    assert plugin.all("EXPOSE") == ["8096"]
+    uid, _, _ = plugin.all("USER")[-1].partition(":")
+    assert uid.isdigit() and int(uid) != 0
+    env = " ".join(plugin.all("ENV"))
+    assert "MKA_MECM__DATA_DIR=/var/lib/mka-mecm" in env
+    assert plugin.all("VOLUME") == ['["/var/lib/mka-mecm"]']
+    checks = plugin.all("HEALTHCHECK")
+    assert len(checks) == 1 and "MKA_MECM__PORT" in checks[0]
+    labels = " ".join(plugin.all("LABEL"))
+    assert set(re.findall(r"org\.opencontainers\.image\.([a-z.]+)=", labels)) >= OCI_LABELS
+    for args in plugin.all("RUN"):
+        assert not BUILD_TOOLS.search(args), args

@@ -29,7 +29,6 @@ SAMPLES: set[Key] = {
     ("Device", "default", "pump-1"),
     ("Device", "default", "valve-1"),
     ("Deployment", NS, "demo-device-simulators"),
-    ("ConfigMap", NS, "sample-edge-app-settings"),
     ("Deployment", NS, "sample-edge-app"),
 }
 LAB_EXTRA: set[Key] = {
@@ -38,13 +37,24 @@ LAB_EXTRA: set[Key] = {
     ("Secret", NS, "sample-edge-app-mep-identity"),
     ("Secret", NS, "mep-emulator-identities"),
 }
+MECM_NS = "default"
+MECM_PLUGIN: set[Key] = {
+    ("PersistentVolumeClaim", MECM_NS, "mecm-mepm-kubeedge-plugin-data"),
+    ("Deployment", MECM_NS, "mecm-mepm-kubeedge-plugin"),
+    ("Service", MECM_NS, "mecm-mepm-kubeedge-plugin"),
+}
 EXPECTED = {
     "base": BASE,
     "samples": SAMPLES,
     # No Secret: the operator creates the identity (manifests/secrets/) outside git.
     "edgegallery": BASE,
     "lab": BASE | SAMPLES | LAB_EXTRA,
+    "mecm-plugin": MECM_PLUGIN,
 }
+IMAGES = {name: "mep-kubeedge-adapter" for name in EXPECTED} | {
+    "mecm-plugin": "mep-kubeedge-adapter-mecm"
+}
+"""The image each set runs: the adapter's, or the MECM plugin's (Dockerfile target)."""
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -55,11 +65,11 @@ def test_overlay_resolves_to_the_expected_objects(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_every_image_is_the_released_adapter(name: str) -> None:
+def test_every_image_is_the_released_one(name: str) -> None:
     for obj in kustomize(OVERLAYS[name]):
         spec = obj.get("spec", {}).get("template", {}).get("spec", {})
         for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
-            assert container["image"] == f"mep-kubeedge-adapter:{__version__}", key(obj)
+            assert container["image"] == f"{IMAGES[name]}:{__version__}", key(obj)
 
 
 def test_edgegallery_overlay_patches_settings_and_daemonset() -> None:
@@ -87,8 +97,9 @@ def test_lab_overlay_points_the_adapter_at_its_mep_emulator() -> None:
     objects = {key(o): o for o in kustomize(OVERLAYS["lab"])}
     settings = objects[("ConfigMap", NS, "mep-kubeedge-adapter-settings")]["data"]
     assert settings["MKA_MEP__URL"] == "http://127.0.0.1:30443"
-    app = objects[("ConfigMap", NS, "sample-edge-app-settings")]["data"]
-    assert app["MEP_URL"] == settings["MKA_MEP__URL"]
+    app = objects[("Deployment", NS, "sample-edge-app")]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in app["containers"][0]["env"]}
+    assert env["MEP_URL"] == settings["MKA_MEP__URL"]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")

@@ -11,28 +11,28 @@ import yaml
 
 from mep_kubeedge_adapter.emulators.mep import AppIdentity
 from mep_kubeedge_adapter.kubeedge.crds import decode_device, decode_device_model
-from mep_kubeedge_adapter.mep.models import NAME_PATTERN, to_ser_name
+from mep_kubeedge_adapter.mep.models import to_ser_name
 from mep_kubeedge_adapter.settings import Settings, load_settings
 from tests.deploy.conftest import (
+    LAB_NODE,
     MANIFESTS,
     OVERLAYS,
     ROOT,
     Obj,
+    container_environment,
     crd_validator,
+    find_container,
     key,
     kube_roundtrip,
     kustomize,
     load_documents,
+    one,
     patch_files,
     unknown_fields,
 )
 
 YAML_FILES = sorted(MANIFESTS.rglob("*.yaml"))
 CR_KINDS = {"Device", "DeviceModel", "DeviceStatus"}
-NOT_KUBERNETES = {
-    MANIFESTS / "edgegallery" / name for name in ("appd-producer.yaml", "appd-consumer.yaml")
-}
-LAB_NODE = "edge-node-1"
 
 
 def _rel(path: Path) -> str:
@@ -44,7 +44,7 @@ def _objects() -> list[tuple[str, Obj]]:
     patches = patch_files()
     found: list[tuple[str, Obj]] = []
     for path in YAML_FILES:
-        if path.name == "kustomization.yaml" or path in patches or path in NOT_KUBERNETES:
+        if path.name == "kustomization.yaml" or path in patches:
             continue
         found.extend((_rel(path), doc) for doc in load_documents(path))
     for name, directory in OVERLAYS.items():
@@ -59,18 +59,6 @@ CUSTOM = [(where, obj) for where, obj in OBJECTS if obj["kind"] in CR_KINDS]
 
 def _ids(items: list[tuple[str, Obj]]) -> list[str]:
     return [f"{where}:{'/'.join(key(obj))}" for where, obj in items]
-
-
-def _one(objects: list[Obj], kind: str, name: str) -> Obj:
-    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind} {name}: {len(matches)} found"
-    return matches[0]
-
-
-def _container(obj: Obj, name: str) -> dict[str, Any]:
-    containers = obj["spec"]["template"]["spec"]["containers"]
-    found: dict[str, Any] = next(c for c in containers if c["name"] == name)
-    return found
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -97,7 +85,6 @@ def test_no_manifest_is_orphaned() -> None:
     standalone = {
         MANIFESTS / "secrets" / "mep-identity.template.yaml",
         MANIFESTS / "kubeedge" / "mosquitto.yaml",
-        *NOT_KUBERNETES,
     }
     orphans = [
         p
@@ -192,7 +179,7 @@ def test_sample_crs_decode_in_the_adapter_and_match_the_demo_devices() -> None:
 
 def test_simulators_play_exactly_the_sample_devices() -> None:
     objects = kustomize(OVERLAYS["samples"])
-    simulators = _one(objects, "Deployment", "demo-device-simulators")
+    simulators = one(objects, "Deployment", "demo-device-simulators")
     spec = simulators["spec"]["template"]["spec"]
     played = sorted(
         arg.split("=", 1)[1]
@@ -209,38 +196,12 @@ def test_simulators_play_exactly_the_sample_devices() -> None:
 # ------------------------------------------------------------------------------- settings
 
 
-def _environment(objects: list[Obj], host_ip: str = "192.0.2.10") -> dict[str, str]:
-    """What the adapter container's environment would be, Secret values included."""
-    daemonset = _one(objects, "DaemonSet", "mep-kubeedge-adapter")
-    container = _container(daemonset, "adapter")
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        env.update(_one(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
-    secrets = {
-        o["metadata"]["name"]: o.get("stringData", {}) for o in objects if o["kind"] == "Secret"
-    }
-    for var in container["env"]:
-        if "value" in var:
-            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"])
-        elif "fieldRef" in var["valueFrom"]:
-            path = var["valueFrom"]["fieldRef"]["fieldPath"]
-            env[var["name"]] = {"spec.nodeName": LAB_NODE, "status.hostIP": host_ip}[path]
-        else:
-            ref = var["valueFrom"]["secretKeyRef"]
-            value = secrets.get(ref["name"], {}).get(ref["key"])
-            if value is None:
-                assert ref.get("optional") is True, f"{var['name']} needs Secret {ref['name']}"
-            else:
-                env[var["name"]] = value
-    return env
-
-
 def _settings(env: dict[str, str]) -> Settings:
     return load_settings(environ={k: v for k, v in env.items() if k.startswith("MKA_")})
 
 
 def test_base_settings_load_and_need_no_mep() -> None:
-    settings = _settings(_environment(kustomize(OVERLAYS["base"])))
+    settings = _settings(container_environment(kustomize(OVERLAYS["base"])))
     assert settings.node_name == LAB_NODE
     assert settings.mqtt.url == "mqtt://127.0.0.1:1883"
     assert settings.mep.url is None
@@ -252,13 +213,13 @@ def test_base_settings_load_and_need_no_mep() -> None:
 def test_edgegallery_settings_load_with_the_identity_secret() -> None:
     objects = kustomize(OVERLAYS["edgegallery"])
     template = load_documents(MANIFESTS / "secrets" / "mep-identity.template.yaml")
-    settings = _settings(_environment([*objects, *template]))
+    settings = _settings(container_environment([*objects, *template]))
     assert settings.mep.url == "https://mep-api-gw.mep:8443"
     assert settings.mep.tls_server_name == "edgegallery"
     assert settings.kube.source == "metaserver"
     assert settings.kube.effective_url == "http://127.0.0.1:10550"
-    daemonset = _one(objects, "DaemonSet", "mep-kubeedge-adapter")
-    container = _container(daemonset, "adapter")
+    daemonset = one(objects, "DaemonSet", "mep-kubeedge-adapter")
+    container = find_container(daemonset, "adapter")
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(Path(str(settings.mep.ca_file)).parent) in mounts
     refs = [
@@ -271,14 +232,14 @@ def test_edgegallery_settings_load_with_the_identity_secret() -> None:
 
 def test_edgegallery_without_the_secret_cannot_start() -> None:
     with pytest.raises(AssertionError, match="needs Secret"):
-        _environment(kustomize(OVERLAYS["edgegallery"]))
+        container_environment(kustomize(OVERLAYS["edgegallery"]))
 
 
 def test_lab_settings_use_identities_the_lab_mep_knows() -> None:
     objects = kustomize(OVERLAYS["lab"])
-    settings = _settings(_environment(objects))
+    settings = _settings(container_environment(objects))
     assert settings.mep.url == "http://127.0.0.1:30443"
-    identities_secret = _one(objects, "Secret", "mep-emulator-identities")
+    identities_secret = one(objects, "Secret", "mep-emulator-identities")
     identities = [
         AppIdentity.from_json(i)
         for i in yaml.safe_load(identities_secret["stringData"]["identities.json"])
@@ -290,11 +251,11 @@ def test_lab_settings_use_identities_the_lab_mep_knows() -> None:
         settings.mep.ak.get_secret_value(),
         settings.mep.sk.get_secret_value(),
     )
-    app_secret = _one(objects, "Secret", "sample-edge-app-mep-identity")["stringData"]
-    app = by_id[app_secret["appInstanceId"]]
-    assert (app.ak, app.sk) == (app_secret["accessKey"], app_secret["secretKey"])
+    app_secret = one(objects, "Secret", "sample-edge-app-mep-identity")["stringData"]
+    app = by_id[app_secret["appInsId"]]
+    assert (app.ak, app.sk) == (app_secret["accesskey"], app_secret["secretkey"])
     assert app.may_discover(to_ser_name("kubeedge-devices", settings.node_name))
-    emulator = _container(_one(objects, "DaemonSet", "mep-emulator"), "mep-emulator")
+    emulator = find_container(one(objects, "DaemonSet", "mep-emulator"), "mep-emulator")
     assert "--port=30443" in emulator["args"] and "--host=127.0.0.1" in emulator["args"]
 
 
@@ -303,8 +264,8 @@ def test_secret_template_matches_what_the_daemonset_reads() -> None:
         d["metadata"]["name"]: d
         for d in load_documents(MANIFESTS / "secrets" / "mep-identity.template.yaml")
     }
-    daemonset = _one(kustomize(OVERLAYS["edgegallery"]), "DaemonSet", "mep-kubeedge-adapter")
-    for var in _container(daemonset, "adapter")["env"]:
+    daemonset = one(kustomize(OVERLAYS["edgegallery"]), "DaemonSet", "mep-kubeedge-adapter")
+    for var in find_container(daemonset, "adapter")["env"]:
         ref = var.get("valueFrom", {}).get("secretKeyRef")
         if ref:
             assert ref["key"] in template[ref["name"]]["stringData"]
@@ -312,7 +273,7 @@ def test_secret_template_matches_what_the_daemonset_reads() -> None:
     ca = next(v for v in volumes if v["name"] == "mep-ca")["secret"]
     assert ca["items"][0]["key"] in template[ca["secretName"]]["stringData"]
     placeholders = template["mep-kubeedge-adapter-mep-identity"]["stringData"]
-    assert len(placeholders["accessKey"]) == 20 and len(placeholders["secretKey"]) == 64
+    assert len(placeholders["accesskey"]) == 20 and len(placeholders["secretkey"]) == 64
 
 
 # ------------------------------------------------------------------------------- the DaemonSet
@@ -320,7 +281,7 @@ def test_secret_template_matches_what_the_daemonset_reads() -> None:
 
 def test_adapter_daemonset_runs_next_to_edgecore() -> None:
     objects = kustomize(OVERLAYS["base"])
-    daemonset = _one(objects, "DaemonSet", "mep-kubeedge-adapter")
+    daemonset = one(objects, "DaemonSet", "mep-kubeedge-adapter")
     pod = daemonset["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
@@ -330,10 +291,12 @@ def test_adapter_daemonset_runs_next_to_edgecore() -> None:
         "operator": "Exists",
     }
     assert any(t["key"] == "node-role.kubernetes.io/edge" for t in pod["tolerations"])
-    container = _container(daemonset, "adapter")
+    container = find_container(daemonset, "adapter")
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["ports"][0]["containerPort"] == _settings(_environment(objects)).api.port
+    assert (
+        container["ports"][0]["containerPort"] == _settings(container_environment(objects)).api.port
+    )
     assert {"requests", "limits"} <= set(container["resources"])
     security = container["securityContext"]
     assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True
@@ -342,12 +305,12 @@ def test_adapter_daemonset_runs_next_to_edgecore() -> None:
     settings = Settings()
     assert pod["terminationGracePeriodSeconds"] >= settings.mep.deregister_timeout + 30
     state = next(m for m in container["volumeMounts"] if m["name"] == "state")
-    assert state["mountPath"] == str(_settings(_environment(objects)).store.path.parent)
+    assert state["mountPath"] == str(_settings(container_environment(objects)).store.path.parent)
 
 
 def test_rbac_grants_what_the_adapter_needs_and_no_more() -> None:
     objects = kustomize(OVERLAYS["base"])
-    role = _one(objects, "ClusterRole", "mep-kubeedge-adapter")
+    role = one(objects, "ClusterRole", "mep-kubeedge-adapter")
     granted = {
         (resource, verb)
         for rule in role["rules"]
@@ -356,14 +319,14 @@ def test_rbac_grants_what_the_adapter_needs_and_no_more() -> None:
     }
     assert all(rule["apiGroups"] == ["devices.kubeedge.io"] for rule in role["rules"])
     # The kube source lists and watches all three; the write paths get, patch, replace,
-    # create and delete Devices (kubeedge/kubesource.py). Nothing else.
+    # create and delete Devices (kubeedge/crwrites.py). Nothing else.
     needed = {
         (r, v) for r in ("devices", "devicemodels", "devicestatuses") for v in ("list", "watch")
     }
     needed |= {("devices", v) for v in ("get", "patch", "update", "create", "delete")}
     assert granted == needed
-    binding = _one(objects, "ClusterRoleBinding", "mep-kubeedge-adapter")
-    daemonset = _one(objects, "DaemonSet", "mep-kubeedge-adapter")
+    binding = one(objects, "ClusterRoleBinding", "mep-kubeedge-adapter")
+    daemonset = one(objects, "DaemonSet", "mep-kubeedge-adapter")
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -375,8 +338,8 @@ def test_rbac_grants_what_the_adapter_needs_and_no_more() -> None:
 
 def test_service_selects_the_adapter_pods_on_the_same_node() -> None:
     objects = kustomize(OVERLAYS["base"])
-    service = _one(objects, "Service", "mep-kubeedge-adapter")
-    labels = _one(objects, "DaemonSet", "mep-kubeedge-adapter")["spec"]["template"]["metadata"]
+    service = one(objects, "Service", "mep-kubeedge-adapter")
+    labels = one(objects, "DaemonSet", "mep-kubeedge-adapter")["spec"]["template"]["metadata"]
     assert service["spec"]["selector"].items() <= labels["labels"].items()
     assert service["spec"]["internalTrafficPolicy"] == "Local"
 
@@ -388,18 +351,3 @@ def test_broker_daemonset_listens_on_loopback_only() -> None:
     daemonset = docs["DaemonSet"]
     assert daemonset["metadata"]["name"] == "edge-eclipse-mosquitto"
     assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True
-
-
-# ------------------------------------------------------------------------------- APPD
-
-
-def test_appd_fragments_name_the_services_the_adapter_registers() -> None:
-    produced = yaml.safe_load((MANIFESTS / "edgegallery" / "appd-producer.yaml").read_text())
-    consumed = yaml.safe_load((MANIFESTS / "edgegallery" / "appd-consumer.yaml").read_text())
-    node_services = {to_ser_name("kubeedge-devices", LAB_NODE), to_ser_name("iots", LAB_NODE)}
-    producer = produced["topology_template"]["node_templates"]["app_configuration"]["properties"]
-    consumer = consumed["topology_template"]["node_templates"]["app_configuration"]["properties"]
-    assert {s["serName"] for s in producer["appServiceProduced"]} == node_services
-    used = [*consumer["appServiceRequired"], *consumer.get("appServiceOptional", [])]
-    assert {s["serName"] for s in used} == node_services
-    assert all(NAME_PATTERN.match(name) and len(name) <= 128 for name in node_services)

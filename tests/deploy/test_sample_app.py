@@ -4,7 +4,9 @@ The stack is the one ``mep-kubeedge-adapter demo`` runs: mosquitto, the EdgeCore
 the demo devices, simulated devices, the MEP emulator and the adapter. The app has its own MEP
 identity whose ``requiredServices`` name the adapter's serName, as its APPD would on EdgeGallery;
 it discovers the service over MP1, reads a twin through the gateway, subscribes with an HTTP
-callback and must receive a notification, then removes its subscription.
+callback and must receive a notification, then removes its subscription. Those serNames are
+the ones the sample app's own app package declares: lcmcontroller provisions an app's
+``requiredServices`` from its APPD's appServiceRequired, -Optional and -Produced.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mep_kubeedge_adapter.demo import NODE as DEMO_NODE
 from mep_kubeedge_adapter.demo import demo_stack
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.mep import AppIdentity, MepEmulator
 from mep_kubeedge_adapter.mep.models import to_ser_name
+from mep_kubeedge_adapter.packaging import build_csar
+from mep_kubeedge_adapter.packaging.csar import APPD_PATH
 from mep_kubeedge_adapter.service import Adapter
 from tests.deploy.conftest import ROOT
 
@@ -49,10 +54,21 @@ def _free_port() -> int:
         return port
 
 
+def provisioned_services(csar_files: dict[str, bytes]) -> list[str]:
+    """The serNames lcmcontroller provisions for an app from its package's APPD."""
+    appd = yaml.safe_load(csar_files[APPD_PATH])
+    config = appd["topology_template"]["node_templates"]["app_configuration"]["properties"]
+    groups = ("appServiceRequired", "appServiceOptional", "appServiceProduced")
+    return [service["serName"] for group in groups for service in config.get(group, [])]
+
+
 @pytest.fixture
 async def stack(broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Stack]:
     adapter_identity = AppIdentity.generate(required_services=[], app_name="adapter")
-    app_identity = AppIdentity.generate(required_services=[SER_NAME], app_name="sample-app")
+    app_identity = AppIdentity.generate(
+        required_services=provisioned_services(build_csar("sample-app", [NODE]).files),
+        app_name="sample-app",
+    )
     async with demo_stack(
         tmp_path,
         broker=broker,

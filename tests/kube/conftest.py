@@ -24,14 +24,16 @@ from kubernetes import client, watch
 
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import ChangeEvent
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import KubeSettings
-from tests.fakekube import FakeApiServer
 
 DATA = Path(__file__).parent / "data"
 GROUP = "devices.kubeedge.io"
+NAMESPACES = ("other", "lab", "plant", "plant-1", "plant-2")
+"""Namespaces the device tests use besides ``default`` (namespaces are real objects)."""
 
 
 def load_yaml(relative: str) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def load_yaml(relative: str) -> dict[str, Any]:
 @pytest.fixture
 async def fake_apiserver() -> AsyncIterator[FakeApiServer]:
     """A started fake API server (KubeEdge 1.23 profile) with a short bookmark interval."""
-    async with FakeApiServer(bookmark_interval=0.2) as fake:
+    async with FakeApiServer(bookmark_interval=0.2, namespaces=NAMESPACES) as fake:
         yield fake
 
 

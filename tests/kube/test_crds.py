@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from mep_kubeedge_adapter.domain import DeviceDefinition, DeviceId
+from mep_kubeedge_adapter.emulators.kubeapi.patching import PatchFailed, apply_json_patch
 from mep_kubeedge_adapter.kubeedge.crds import (
     DeviceCR,
     InvalidCR,
@@ -17,8 +19,9 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     decode_device_model,
     decode_device_status,
     desired_value_patch,
+    new_device,
+    redefined_device,
 )
-from tests.fakekube.jsonpatch import PatchFailed, apply_json_patch
 
 from .conftest import load_yaml
 
@@ -471,3 +474,63 @@ def test_patch_of_an_invalid_device() -> None:
     with pytest.raises(InvalidCR):
         desired_value_patch({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}, {})
     assert desired_value_patch(v1beta1_device(), {}) == []
+
+
+# ---------------------------------------------------------------------- device definitions
+
+
+def test_new_device_from_a_definition_reads_back() -> None:
+    definition = DeviceDefinition(DeviceId("plant", "t-1"), "thermo", "edge-a", {"room": "b1"})
+    body = new_device(definition)
+    assert body == {
+        "kind": "Device",
+        "metadata": {"name": "t-1", "namespace": "plant", "labels": {"room": "b1"}},
+        "spec": {"deviceModelRef": {"name": "thermo"}, "nodeName": "edge-a"},
+    }
+    dev = decode_device(
+        {
+            **body,
+            "apiVersion": f"{G}/v1beta1",
+            "metadata": {**body["metadata"], "resourceVersion": ""},
+        }
+    )
+    assert (dev.namespace, dev.name, dev.model, dev.node) == ("plant", "t-1", "thermo", "edge-a")
+    assert dev.labels == {"room": "b1"} and dev.properties == ()
+    unlabelled = new_device(DeviceDefinition(DeviceId("plant", "t-2"), "thermo", "edge-a"))
+    assert "labels" not in unlabelled["metadata"]
+
+
+def test_redefined_v1beta1_device_keeps_the_rest_of_the_cr() -> None:
+    current = v1beta1_device()
+    current["spec"]["deviceModelRef"]["extra"] = "kept"
+    before = copy.deepcopy(current)
+    definition = DeviceDefinition(DeviceId("plant", "thermo-01"), "thermo-v2", "edge-b", {"f": "2"})
+    body = redefined_device(current, definition)
+    assert current == before  # the read object is not changed
+    assert "status" not in body
+    assert body["metadata"]["labels"] == {"f": "2"}
+    assert body["metadata"]["resourceVersion"] == "42"  # a replace of exactly what was read
+    assert body["spec"]["deviceModelRef"] == {"name": "thermo-v2", "extra": "kept"}
+    assert body["spec"]["nodeName"] == "edge-b"
+    assert body["spec"]["properties"] == current["spec"]["properties"]
+    assert body["spec"]["protocol"] == current["spec"]["protocol"]
+    assert decode_device(body).model == "thermo-v2"
+
+
+def test_redefined_v1alpha2_device_leaves_its_node_selector() -> None:
+    current = v1alpha2_device()
+    definition = DeviceDefinition(DeviceId("default", "led"), "led-v2", "edge-b", {})
+    body = redefined_device(current, definition)
+    assert "nodeName" not in body["spec"]
+    assert body["spec"]["nodeSelector"] == current["spec"]["nodeSelector"]
+    assert body["metadata"]["labels"] == {}
+    dev = decode_device(body)
+    assert (dev.model, dev.node) == ("led-v2", "edge-a")
+
+
+def test_redefining_a_malformed_device_is_invalid() -> None:
+    current = v1beta1_device()
+    current["spec"] = ["not", "an", "object"]
+    definition = DeviceDefinition(DeviceId("plant", "thermo-01"), "m", "n")
+    with pytest.raises(InvalidCR, match="plant/thermo-01"):
+        redefined_device(current, definition)

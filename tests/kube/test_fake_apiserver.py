@@ -13,9 +13,9 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
-from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 
-from .conftest import GROUP, WatchThread, load_yaml
+from .conftest import GROUP, NAMESPACES, WatchThread, load_yaml
 
 V = "v1beta1"
 NS = "default"
@@ -197,7 +197,7 @@ async def test_bookmarks_carry_the_latest_resource_version(
 async def test_queued_events_go_out_before_a_due_bookmark() -> None:
     # With bookmarks due all the time, every event queued behind another must still be sent
     # (and before any bookmark, whose resourceVersion would otherwise skip it).
-    async with FakeApiServer(bookmark_interval=0.001) as fake:
+    async with FakeApiServer(bookmark_interval=0.001, namespaces=NAMESPACES) as fake:
         configuration = client.Configuration(host=fake.url)
         kube_client = client.ApiClient(configuration)
         try:
@@ -270,7 +270,7 @@ async def test_stale_resource_version_is_410(
 
 
 async def test_history_bound_expires_old_versions(kube_client: client.ApiClient) -> None:
-    async with FakeApiServer(history_size=2) as fake:
+    async with FakeApiServer(history_size=2, namespaces=NAMESPACES) as fake:
         configuration = client.Configuration(host=fake.url)
         with client.ApiClient(configuration) as other:
             first = fake.create(device("a"))["metadata"]["resourceVersion"]

@@ -7,16 +7,23 @@ from typing import Any
 
 import pytest
 
-from mep_kubeedge_adapter.domain import AdapterError, DeviceAdded, DeviceId, ErrorKind, TwinChanged
-from mep_kubeedge_adapter.kubeedge import crds, kubesource
-from mep_kubeedge_adapter.kubeedge.kubesource import KubeDesiredWriter
+from mep_kubeedge_adapter.domain import (
+    AdapterError,
+    DeviceAdded,
+    DeviceDefinition,
+    DeviceId,
+    ErrorKind,
+    TwinChanged,
+)
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, FakeApiServer
+from mep_kubeedge_adapter.kubeedge import crds, crwrites
+from mep_kubeedge_adapter.kubeedge.crwrites import KubeDesiredWriter
 from mep_kubeedge_adapter.service import Adapter
 from mep_kubeedge_adapter.settings import ApiSettings, KubeSettings, Settings, StoreSettings
 from mep_kubeedge_adapter.usecases import UnsupportedWriter
-from tests.fakekube import PROFILE_V1_14, FakeApiServer
 
-from .conftest import NODE, StartSource
-from .test_kubesource import NS, desired_of, device, sentinel
+from .conftest import GROUP, NODE, StartSource
+from .test_kubesource import NS, desired_of, device, sentinel, v1alpha2_led
 
 A = DeviceId(NS, "a")
 
@@ -72,7 +79,7 @@ async def test_a_concurrent_reorder_is_caught_by_the_test_op_and_retried(
             fake.modify("Device", NS, "a", lambda o: o["spec"]["properties"].reverse())
         return ops
 
-    monkeypatch.setattr(kubesource, "desired_value_patch", reorder_after_read)
+    monkeypatch.setattr(crwrites, "desired_value_patch", reorder_after_read)
     await running.source.writer.write_desired(A, {"switch": ("1", "int")})
     assert calls == 2
     props = {p["name"]: p for p in fake.get("Device", NS, "a")["spec"]["properties"]}
@@ -96,11 +103,11 @@ async def test_retries_are_bounded(
         fake.modify("Device", NS, "a", lambda o: o["spec"]["properties"].reverse())
         return ops
 
-    monkeypatch.setattr(kubesource, "desired_value_patch", always_reorder)
+    monkeypatch.setattr(crwrites, "desired_value_patch", always_reorder)
     with pytest.raises(AdapterError) as exc:
         await running.source.writer.write_desired(A, {"switch": ("1", "int")})
     assert exc.value.kind is ErrorKind.CONFLICT
-    assert sum(r.startswith("PATCH ") for r in fake.requests) == kubesource.WRITE_ATTEMPTS
+    assert sum(r.startswith("PATCH ") for r in fake.requests) == crwrites.WRITE_ATTEMPTS
     assert running.metric("mka_desired_writes_total", path="kube", outcome="conflict") == 1
 
 
@@ -172,7 +179,7 @@ async def test_create_replace_delete_device(
     fake = fake_apiserver
     running = await start_source()
     await running.synced()
-    source = running.source
+    source = running.source.crs
 
     body = device("new")
     del body["metadata"]["namespace"]
@@ -217,15 +224,79 @@ async def test_create_replace_delete_device(
     assert [type(e) for e in rec.events] == [DeviceAdded]
 
 
+async def test_device_definitions_create_replace_delete(
+    fake_apiserver: FakeApiServer, start_source: StartSource
+) -> None:
+    fake = fake_apiserver
+    fake.create(device("a", labels={"old": "1"}))
+    running = await start_source()
+    await running.synced()
+    crs = running.source.crs
+
+    registered = DeviceId(NS, "registered")
+    await crs.create(DeviceDefinition(registered, "thermo", NODE, {"room": "7"}))
+    stored = fake.get("Device", NS, "registered")
+    assert stored["apiVersion"] == f"{GROUP}/v1beta1"
+    assert stored["spec"] == {"deviceModelRef": {"name": "thermo"}, "nodeName": NODE}
+    assert stored["metadata"]["labels"] == {"room": "7"}
+    dev = running.registry.get(registered)
+    assert dev is not None and (dev.model, dev.labels) == ("thermo", {"room": "7"})
+    with pytest.raises(AdapterError) as exc:
+        await crs.create(DeviceDefinition(registered, "thermo", NODE))
+    assert exc.value.kind is ErrorKind.CONFLICT
+
+    before = fake.get("Device", NS, "a")
+    await crs.replace(DeviceDefinition(A, "thermo-v2", "edge-2", {"floor": "2"}))
+    after = fake.get("Device", NS, "a")
+    assert after["spec"]["deviceModelRef"] == {"name": "thermo-v2"}
+    assert after["spec"]["nodeName"] == "edge-2"
+    assert after["metadata"]["labels"] == {"floor": "2"}
+    assert after["spec"]["properties"] == before["spec"]["properties"]
+    assert after["spec"]["protocol"] == before["spec"]["protocol"]
+    assert A not in running.registry  # bound to another node now, at once
+    with pytest.raises(AdapterError) as exc:
+        await crs.replace(DeviceDefinition(DeviceId(NS, "missing"), "thermo", NODE))
+    assert exc.value.kind is ErrorKind.NOT_FOUND
+
+    await crs.delete(registered)
+    assert registered not in running.registry
+    with pytest.raises(KeyError):
+        fake.get("Device", NS, "registered")
+    with pytest.raises(AdapterError) as exc:
+        await crs.delete(registered)
+    assert exc.value.kind is ErrorKind.NOT_FOUND
+
+
+async def test_replacing_a_v1alpha2_device_keeps_its_node_selector(
+    fake_apiserver: FakeApiServer, start_source: StartSource
+) -> None:
+    fake = fake_apiserver
+    fake.serve(PROFILE_V1_14)
+    led = v1alpha2_led()
+    fake.create(led)
+    running = await start_source()
+    await running.synced()
+    led_id = DeviceId(NS, led["metadata"]["name"])
+
+    await running.source.crs.replace(DeviceDefinition(led_id, "led-v2", "ignored", {"a": "b"}))
+    stored = fake.get("Device", NS, led_id.name)
+    assert stored["apiVersion"] == f"{GROUP}/v1alpha2"
+    assert "nodeName" not in stored["spec"]
+    assert stored["spec"]["nodeSelector"] == led["spec"]["nodeSelector"]
+    assert stored["spec"]["deviceModelRef"]["name"] == "led-v2"
+    dev = running.registry.get(led_id)
+    assert dev is not None and (dev.model, dev.node, dev.labels) == ("led-v2", NODE, {"a": "b"})
+
+
 async def test_writes_outside_the_served_namespace_are_forbidden(
     fake_apiserver: FakeApiServer, start_source: StartSource
 ) -> None:
     running = await start_source(namespace="plant-1")
     await running.synced()
     with pytest.raises(AdapterError) as exc:
-        await running.source.create_device(device("x", ns="plant-2"))
+        await running.source.crs.create_device(device("x", ns="plant-2"))
     assert exc.value.kind is ErrorKind.FORBIDDEN
-    created = await running.source.create_device(device("x", ns="plant-1"))
+    created = await running.source.crs.create_device(device("x", ns="plant-1"))
     assert created.namespace == "plant-1"
 
 

@@ -11,9 +11,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from mep_kubeedge_adapter.domain import (
     DeviceAdded,
     DeviceId,
@@ -25,14 +22,8 @@ from mep_kubeedge_adapter.domain import (
     TwinChanged,
     TwinValue,
 )
-from mep_kubeedge_adapter.kubeedge.kubeclient import (
-    KubeClientError,
-    build_api_client,
-    describe_host,
-)
+from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 from mep_kubeedge_adapter.registry import TwinState
-from mep_kubeedge_adapter.settings import KubeSettings
-from tests.fakekube import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
 
 from .conftest import GROUP, NODE, RunningSource, StartSource, load_yaml
 
@@ -335,15 +326,21 @@ async def test_dropped_watches_resume_without_relist(
         assert running.metric("mka_kube_relists_total", resource=resource, reason="expired") == 0
 
 
+def v1alpha2_led() -> dict[str, Any]:
+    """KubeEdge's v1alpha2 sample Device, in namespace NS and bound to NODE by nodeSelector."""
+    led = load_yaml("samples/v1alpha2_led-light-device-instance.yaml")
+    led["metadata"]["namespace"] = NS
+    led["spec"]["nodeSelector"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = [NODE]
+    return led
+
+
 async def test_v1alpha2_cluster_end_to_end(
     fake_apiserver: FakeApiServer, start_source: StartSource
 ) -> None:
     fake = fake_apiserver
     fake.serve(PROFILE_V1_14)
     led_model = load_yaml("samples/v1alpha2_led-light-device-model.yaml")
-    led = load_yaml("samples/v1alpha2_led-light-device-instance.yaml")
-    led["metadata"]["namespace"] = NS
-    led["spec"]["nodeSelector"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = [NODE]
+    led = v1alpha2_led()
     led["status"]["twins"][0].update(
         desired={"value": "ON", "metadata": {"type": "string"}},
         reported={"value": "OFF", "metadata": {"timestamp": "1700000000000", "type": "string"}},
@@ -605,41 +602,6 @@ async def test_stop_is_prompt(fake_apiserver: FakeApiServer, start_source: Start
     await running.stop()
     assert loop.time() - started < 2.0
     assert running.metric("mka_kube_connected") == 0
-
-
-def test_client_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    metaserver = build_api_client(KubeSettings(source="metaserver"))
-    assert describe_host(metaserver) == "http://127.0.0.1:10550"
-    assert metaserver.configuration.retries == 0
-    metaserver.close()  # type: ignore[no-untyped-call]
-
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:6443"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    from_file = build_api_client(KubeSettings(source="kubeconfig", kubeconfig=kubeconfig))
-    assert describe_host(from_file) == "http://127.0.0.1:6443"
-    from_file.close()  # type: ignore[no-untyped-call]
-    overridden = build_api_client(
-        KubeSettings(source="kubeconfig", kubeconfig=kubeconfig, url="http://127.0.0.1:7000/")
-    )
-    assert describe_host(overridden) == "http://127.0.0.1:7000"
-    overridden.close()  # type: ignore[no-untyped-call]
-
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(KubeClientError):
-        build_api_client(KubeSettings(source="incluster"))
-    with pytest.raises(KubeClientError):
-        build_api_client(KubeSettings(source="kubeconfig", kubeconfig=tmp_path / "missing"))
 
 
 async def test_unusable_client_configuration_is_retried_not_fatal(

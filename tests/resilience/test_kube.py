@@ -1,6 +1,6 @@
 """The kube API server answers 410 Gone, drops its watches and goes away, under a full adapter.
 
-The adapter reads Device CRs from the fake API server (``tests/fakekube``) beside the EventBus;
+The adapter reads Device CRs from the fake API server (``mep_kubeedge_adapter/emulators/kubeapi``) beside the EventBus;
 subscribers to membership and twin changes are attached throughout.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mep_kubeedge_adapter.domain import DeviceId
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 from mep_kubeedge_adapter.registry import DeviceRegistry
-from tests.fakekube import FakeApiServer
 from tests.helpers import until
 from tests.kube.test_kubesource import NS, device, model
 from tests.notify.conftest import Sink
@@ -145,3 +145,44 @@ async def test_kube_api_410_dropped_watches_and_outage(
         "eventbus": 0,
         "kube": 0,
     }
+
+
+async def test_kube_api_restarted_answers_429_and_503_first(
+    start_stack: StartStack, sinks: Callable[..., Awaitable[Sink]], fake: FakeApiServer
+) -> None:
+    """A restarted kube-apiserver refuses the first watches while it starts (503,
+    ``Retry-After: 5``) and while its watch cache fills (429 "storage is (re)initializing",
+    ``Retry-After: 1``): /readyz says so meanwhile, the adapter follows that pace, and
+    nothing changed during the outage is lost."""
+    fake.create(model())
+    for name in ("a", "b"):
+        fake.create(device(name, node=NODE))
+    stack = await start_stack(kube={"source": "metaserver", "url": fake.url})
+    kube = stack.adapter.kube
+    assert kube is not None
+    async with asyncio.timeout(10):
+        await kube.wait_status(lambda s: s["synced"] and s["connected"])
+    sink = await sinks()
+    members = (await stack.api.subscribe(MEMBERSHIP, sink.url))["id"]
+
+    await fake.go_down()
+    async with asyncio.timeout(10):
+        await kube.wait_status(lambda s: not s["connected"])
+    fake.delete("Device", NS, "b")
+    fake.create(device("c", node=NODE))
+    await fake.come_up(unavailable=1, initializing=2)
+
+    def refused(status: dict[str, Any]) -> bool:
+        return any("HTTP 429" in (r["lastError"] or "") for r in status["resources"].values())
+
+    async with asyncio.timeout(30):
+        await kube.wait_status(refused)
+    _, body = await stack.api.readyz()
+    assert body["kube"]["connected"] is False
+    await converge_to_kube(stack.registry, fake)
+    async with asyncio.timeout(30):
+        await kube.wait_status(lambda s: s["synced"] and s["connected"])
+    await all_assigned_arrived(stack, sink, members)
+    changes = [(n["device"]["name"], n["changeType"]) for n in of_subscription(sink, members)]
+    assert sorted(changes) == [("b", "REMOVED"), ("c", "ADDED")]
+    assert_no_loss(stack, sink, members)

@@ -1,0 +1,102 @@
+"""The plugin as a real gRPC server with TLS on loopback, a fake cluster, and lcmcontroller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
+from mep_kubeedge_adapter.mecm.client import LcmClient
+from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
+from mep_kubeedge_adapter.settings import MecmSettings
+from tests.mecm.edgesim import EDGE_IP, EdgeCluster
+from tests.mecm.pki import SERVER_NAME, Pki, UserMgmt, make_pki
+
+TENANT = "tenant-1"
+
+
+def kubeconfig(url: str) -> bytes:
+    """A self-contained kubeconfig for the fake API server."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "cloud", "cluster": {"server": url}}],
+            "users": [{"name": "mecm", "user": {"token": "cloud-token"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "cloud", "user": "mecm"}}],
+            "current-context": "c",
+        }
+    ).encode()
+
+
+@pytest.fixture(scope="session")
+def user_mgmt() -> UserMgmt:
+    return UserMgmt()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def plugin_settings(tmp_path: Path, pki: Pki, user_mgmt: UserMgmt, **extra: object) -> MecmSettings:
+    key_file = tmp_path / "jwt.pem"
+    key_file.write_bytes(user_mgmt.public_pem)
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "tls_cert_file": pki.cert_file,
+        "tls_key_file": pki.key_file,
+        "auth": "jwt",
+        "jwt_public_key_file": key_file,
+        "data_dir": tmp_path / "data",
+    }
+    values.update(extra)
+    return MecmSettings.model_validate(values)
+
+
+def lcm_client(plugin: MecmPlugin, pki: Pki) -> LcmClient:
+    """lcmcontroller's client: TLS, its ServerName, the 180 s deadline."""
+    return LcmClient(f"127.0.0.1:{plugin.port}", ca=pki.ca_pem, server_name=SERVER_NAME)
+
+
+@dataclass
+class Setup:
+    fake: FakeApiServer
+    edge: EdgeCluster
+    plugin: MecmPlugin
+    lcm: LcmClient
+    user_mgmt: UserMgmt
+    token: str
+    settings: MecmSettings
+
+    async def register_host(self) -> None:
+        """What MECM does when the operator adds the host and uploads its kubeconfig."""
+        assert (
+            await self.lcm.upload_config(self.token, TENANT, EDGE_IP, kubeconfig(self.fake.url))
+            == "Success"
+        )
+
+
+@pytest.fixture
+async def fake_cluster() -> AsyncIterator[tuple[FakeApiServer, EdgeCluster]]:
+    async with FakeApiServer() as fake:
+        edge = EdgeCluster(fake)
+        try:
+            yield fake, edge
+        finally:
+            edge.close()
+
+
+@pytest.fixture
+async def setup(
+    tmp_path: Path, pki: Pki, user_mgmt: UserMgmt, fake_cluster: tuple[FakeApiServer, EdgeCluster]
+) -> AsyncIterator[Setup]:
+    fake, edge = fake_cluster
+    settings = plugin_settings(tmp_path, pki, user_mgmt)
+    async with MecmPlugin(settings) as plugin, lcm_client(plugin, pki) as lcm:
+        yield Setup(fake, edge, plugin, lcm, user_mgmt, user_mgmt.token(), settings)
