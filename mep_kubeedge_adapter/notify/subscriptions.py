@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import get_args
 
 import structlog
 from aiohttp import web
@@ -43,7 +43,6 @@ from mep_kubeedge_adapter.notify.models import (
     SubscriptionRequest,
     SubscriptionType,
     TimeStamp,
-    subscription_href,
 )
 from mep_kubeedge_adapter.notify.websocket import POLICY_VIOLATION
 from mep_kubeedge_adapter.observability import Metrics
@@ -298,14 +297,6 @@ class SubscriptionService:
             log.info("subscriptions_expired", subscriptions=sorted(set(expired) | set(stored)))
         return sorted(set(expired) | set(stored))
 
-    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]:
-        """The subscription as the API returns it, linked from ``base_url`` (SPEC §4)."""
-        body: dict[str, Any] = {"id": subscription.id, **subscription.body()}
-        body["_links"] = {"self": {"href": subscription_href(base_url, subscription.id)}}
-        if subscription.request_websocket_uri:
-            body["websocketUri"] = websocket_uri(base_url, subscription.id)
-        return body
-
     async def serve_websocket(
         self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller = THE_ADAPTER
     ) -> None:
@@ -376,13 +367,3 @@ class SubscriptionService:
             counts[subscription.subscription_type] += 1
         for kind, count in counts.items():
             self._metrics.subscriptions.labels(type=kind).set(count)
-
-
-def websocket_uri(base_url: str, subscription_id: str) -> str:
-    """``ws(s)://…/subscriptions/{id}/websocket`` for an ``http(s)://`` API base."""
-    base = base_url.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://") :]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://") :]
-    return f"{base}/subscriptions/{subscription_id}/websocket"
