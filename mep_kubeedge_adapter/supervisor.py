@@ -72,6 +72,7 @@ class _Entry:
     critical: bool
     healthy_after: float
     backoff: Backoff
+    may_end: Callable[[], bool] | None
     restarts: int = 0
     task: asyncio.Task[None] | None = None
 
@@ -105,9 +106,14 @@ class Supervisor:
         *,
         critical: bool = False,
         healthy_after: float = HEALTHY_RUN,
+        may_end: Callable[[], bool] | None = None,
     ) -> None:
-        """Run ``factory()`` as task ``name``, restarting it with backoff when it ends."""
-        entry = _Entry(name, factory, critical, healthy_after, self._backoff())
+        """Run ``factory()`` as task ``name``, restarting it with backoff when it ends.
+
+        ``may_end`` says when a return is the loop's orderly end (it was asked to stop)
+        rather than a fault.
+        """
+        entry = _Entry(name, factory, critical, healthy_after, self._backoff(), may_end)
         self._entries.append(entry)
         entry.task = asyncio.create_task(self._run(entry), name=name)
 
@@ -133,6 +139,9 @@ class Supervisor:
             except Exception as exc:
                 problem: Exception = exc
             else:
+                if entry.may_end is not None and entry.may_end():
+                    log.info("task_ended", task=entry.name)
+                    return
                 problem = TaskReturned(f"task {entry.name} returned")
             if loop.time() - started >= entry.healthy_after:
                 entry.backoff.reset()

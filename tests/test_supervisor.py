@@ -181,3 +181,21 @@ async def test_a_critical_task_that_ends_fails_the_supervisor(ends: str) -> None
     expected = RuntimeError if ends == "raises" else TaskReturned
     assert isinstance(supervisor.failure, expected)
     await supervisor.stop()
+
+
+@pytest.mark.looptime
+async def test_a_loop_that_was_asked_to_stop_may_return() -> None:
+    stop = asyncio.Event()
+
+    async def stops_when_asked() -> None:
+        await stop.wait()
+
+    supervisor = _supervisor()
+    with capture_logs() as logs:
+        supervisor.start("polite", stops_when_asked, may_end=stop.is_set)
+        stop.set()
+        await asyncio.sleep(1)
+    assert supervisor.names() == []
+    assert supervisor.restarts() == {"polite": 0}
+    assert [(e["event"], e["task"]) for e in logs] == [("task_ended", "polite")]
+    await supervisor.stop()

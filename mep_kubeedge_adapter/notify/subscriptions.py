@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 import structlog
 from aiohttp import web
@@ -47,7 +48,7 @@ from mep_kubeedge_adapter.notify.models import (
 from mep_kubeedge_adapter.notify.websocket import POLICY_VIOLATION
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
-from mep_kubeedge_adapter.settings import ApiSettings
+from mep_kubeedge_adapter.settings import ApiSettings, NotifySettings
 from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
 
 __all__ = [
@@ -81,6 +82,33 @@ class SubscriptionLimits:
 
     total: int = 1000
     per_caller: int = 100
+
+
+_RENAMED_SETTINGS = {"retry_base": "backoff_base", "retry_cap": "backoff_cap"}
+"""``MKA_NOTIFY__`` settings whose ``DeliverySettings`` field has another name."""
+_LIMIT_SETTINGS = {"max_subscriptions": "total", "max_subscriptions_per_caller": "per_caller"}
+"""The ``MKA_NOTIFY__`` settings that are ``SubscriptionLimits``."""
+
+
+def delivery_settings(notify: NotifySettings) -> DeliverySettings:
+    """``DeliverySettings`` from the ``notify`` settings group: each setting goes to the field
+    of its name (or its renamed field); the fields no setting names keep their defaults."""
+    fields = {f.name for f in dataclasses.fields(DeliverySettings)}
+    given: dict[str, Any] = {}
+    for name, value in notify.model_dump().items():
+        field = _RENAMED_SETTINGS.get(name, name)
+        if field in fields:
+            given[field] = value
+        elif name not in _LIMIT_SETTINGS:
+            raise TypeError(f"notify.{name} is neither a delivery setting nor a limit")
+    return DeliverySettings(**given)
+
+
+def subscription_limits(notify: NotifySettings) -> SubscriptionLimits:
+    """``SubscriptionLimits`` from the ``notify`` settings group."""
+    return SubscriptionLimits(
+        **{field: getattr(notify, name) for name, field in _LIMIT_SETTINGS.items()}
+    )
 
 
 class SubscriptionService:
