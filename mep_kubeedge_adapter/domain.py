@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -56,6 +57,11 @@ class ModelId:
         return f"{self.namespace}/{self.name}"
 
 
+def now_ms() -> int:
+    """The wall clock in the domain's unit: integer milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
 # ------------------------------------------------------------------- twin values
 
 MAX_TIMESTAMP_MS = 253_402_300_799_999
@@ -91,6 +97,19 @@ class TwinProperty:
     optional: bool | None = None
     declared: bool = False
     """The Device CR lists this property (kube source); it outlives twin deletion."""
+
+
+@dataclass(frozen=True, slots=True)
+class TwinState:
+    """EdgeCore's view of one twin, decoded from a document, result, delta or get result.
+
+    ``expected`` / ``actual`` are ``None`` when the message did not carry that side.
+    """
+
+    expected: TwinValue | None = None
+    actual: TwinValue | None = None
+    twin_type: str | None = None
+    optional: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

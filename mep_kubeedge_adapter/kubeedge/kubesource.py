@@ -49,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +66,7 @@ from mep_kubeedge_adapter.domain import (
     ModelId,
     PropertySpec,
     TwinValue,
+    now_ms,
 )
 from mep_kubeedge_adapter.kubeedge.crds import (
     API_GROUP,
@@ -123,10 +123,6 @@ _SETTLED: Final = 10.0
 """Seconds the watches must have run before a new discovery starts from a fresh backoff."""
 
 Key = tuple[str, str]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +231,7 @@ class KubeSource:
         *,
         backoff: Callable[[], Backoff] | None = None,
         rediscover_interval: float | None = None,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         if settings.source == "none":
             raise ValueError("the kube source is disabled (MKA_KUBE__SOURCE=none)")

@@ -33,7 +33,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.domain import AdapterError, ErrorKind, now_ms
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy, OwnAddresses
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.dispatcher import NotificationDispatcher
@@ -70,10 +70,6 @@ SUBSCRIPTION_TYPES: tuple[str, ...] = get_args(SubscriptionType)
 
 THE_ADAPTER = Caller()
 """The caller of internal uses (benchmarks, the demo): no subject, so it sees everything."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +122,7 @@ class SubscriptionService:
         api: ApiSettings,
         *,
         delivery: DeliverySettings | None = None,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
         monotonic: Callable[[], float] = time.monotonic,
         expiry_interval: float = 2.0,
         fallback_base_url: Callable[[], str] | None = None,

@@ -40,13 +40,14 @@ from mep_kubeedge_adapter.domain import (
     ErrorKind,
     ModelId,
     PropertySpec,
+    TwinState,
     TwinValue,
 )
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.models import Caller, Subscription, SubscriptionRequest
 from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 from mep_kubeedge_adapter.settings import ApiSettings, Settings
 from mep_kubeedge_adapter.store import SubscriptionStore
 from mep_kubeedge_adapter.usecases import DesiredWriter

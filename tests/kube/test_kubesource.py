@@ -20,10 +20,10 @@ from mep_kubeedge_adapter.domain import (
     ModelId,
     StateChanged,
     TwinChanged,
+    TwinState,
     TwinValue,
 )
 from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
-from mep_kubeedge_adapter.registry import TwinState
 
 from .conftest import GROUP, NODE, RunningSource, StartSource, load_yaml
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mep_kubeedge_adapter.domain import DeviceId, TwinValue
+from mep_kubeedge_adapter.domain import DeviceId, TwinState, TwinValue
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 from mep_kubeedge_adapter.settings import ApiSettings
 from mep_kubeedge_adapter.store import SubscriptionStore
 from mep_kubeedge_adapter.supervisor import Supervisor
