@@ -1,8 +1,9 @@
-"""Durable state: subscriptions and MP1 registrations, in one SQLite file (WAL).
+"""Durable state: subscriptions, in one SQLite file (WAL).
 
 What lives here is what SPEC §6 promises survives a restart: every accepted
-subscription until it is deleted or expires, and the MP1 service instances the
-adapter registered (so stale ones can be removed at the next start).
+subscription until it is deleted or expires. MP1 registrations are not stored: their
+service names are derived from what they serve, so the registrar recognises its own
+instances in the MEP's list after a restart.
 
 Sequence numbers
     Each subscription's last assigned notification ``sequence`` is kept in memory
@@ -15,7 +16,10 @@ Sequence numbers
 
 Schema
     Versioned with ``PRAGMA user_version``; ``_MIGRATIONS[n]`` brings version ``n`` to
-    ``n + 1``. A file newer than this code is refused rather than misread.
+    ``n + 1``. A file newer than this code is refused rather than misread. Files made
+    by earlier versions hold an empty ``registrations`` table that nothing reads; new
+    files no longer get one (the schema version is unchanged, so a rollback still opens
+    them).
 
 Failures
     A file that cannot be used at start (corrupt, a directory, in a directory that cannot
@@ -49,7 +53,6 @@ from mep_kubeedge_adapter.observability import Metrics
 
 __all__ = [
     "CRASH_SEQUENCE_GAP",
-    "Registration",
     "StoreError",
     "StoredSubscription",
     "SubscriptionStore",
@@ -71,12 +74,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             sequence INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX subscriptions_expiry ON subscriptions (expiry) WHERE expiry IS NOT NULL",
-        """CREATE TABLE registrations (
-            ser_name TEXT PRIMARY KEY,
-            ser_instance_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            key TEXT NOT NULL
-        )""",
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
     (
@@ -111,16 +108,6 @@ class StoredSubscription:
     """The token subject that owns it (None: made without auth)."""
     caller: str = ""
     """Whom the per-caller cap counts it against (``Caller.quota_key``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """An MP1 service instance the adapter registered: ``kind`` and ``key`` say what it serves."""
-
-    ser_name: str
-    ser_instance_id: str
-    kind: str
-    key: str
 
 
 class SubscriptionStore:
@@ -441,45 +428,6 @@ class SubscriptionStore:
         if pending is None or pending <= record.sequence:
             return record
         return dataclasses.replace(record, sequence=pending)
-
-    # -------------------------------------------------------------- registrations
-
-    async def get_registration(self, ser_name: str) -> Registration | None:
-        async with self._conn().execute(
-            "SELECT ser_name, ser_instance_id, kind, key FROM registrations WHERE ser_name = ?",
-            (ser_name,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else Registration(*(str(v) for v in row))
-
-    async def list_registrations(self) -> builtins.list[Registration]:
-        async with self._conn().execute(
-            "SELECT ser_name, ser_instance_id, kind, key FROM registrations ORDER BY ser_name"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [Registration(*(str(v) for v in row)) for row in rows]
-
-    async def put_registration(self, registration: Registration) -> None:
-        db = self._conn()
-        async with self._writing("store a registration"):
-            await db.execute(
-                "INSERT OR REPLACE INTO registrations (ser_name, ser_instance_id, kind, key) "
-                "VALUES (?, ?, ?, ?)",
-                (
-                    registration.ser_name,
-                    registration.ser_instance_id,
-                    registration.kind,
-                    registration.key,
-                ),
-            )
-            await db.commit()
-
-    async def delete_registration(self, ser_name: str) -> bool:
-        db = self._conn()
-        async with self._writing("remove a registration"):
-            cursor = await db.execute("DELETE FROM registrations WHERE ser_name = ?", (ser_name,))
-            await db.commit()
-        return cursor.rowcount > 0
 
 
 _COLUMNS = "id, body, base_url, created, expiry, sequence, owner, caller"

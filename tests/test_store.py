@@ -1,4 +1,4 @@
-"""The SQLite state file: subscriptions, sequences across restarts, registrations, schema."""
+"""The SQLite state file: subscriptions, sequences across restarts, schema."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from mep_kubeedge_adapter.store import (
     _MIGRATIONS,
     CRASH_SEQUENCE_GAP,
     SCHEMA_VERSION,
-    Registration,
     StoredSubscription,
     StoreError,
     SubscriptionStore,
@@ -97,19 +96,6 @@ async def test_flush_never_moves_a_sequence_backwards(tmp_path: Path) -> None:
         got = await store.get("s")
         assert got is not None
         assert got.sequence == 10
-
-
-async def test_registrations(tmp_path: Path) -> None:
-    async with SubscriptionStore(tmp_path / "s.sqlite3") as store:
-        reg = Registration("kubeedge-devices-edge-1", "abc123", "node", "edge-1")
-        await store.put_registration(reg)
-        assert await store.get_registration(reg.ser_name) == reg
-        moved = Registration(reg.ser_name, "def456", "node", "edge-1")
-        await store.put_registration(moved)
-        assert await store.list_registrations() == [moved]
-        assert await store.delete_registration(reg.ser_name)
-        assert await store.get_registration(reg.ser_name) is None
-        assert not await store.delete_registration(reg.ser_name)
 
 
 async def test_file_is_wal_and_versioned(tmp_path: Path) -> None:

@@ -168,10 +168,11 @@ async def test_silent_edgecore_times_out_and_is_detected(broker: MosquittoBroker
 
 async def test_a_new_members_twin_read_that_fails_is_logged(broker: MosquittoBroker) -> None:
     """The read a membership change starts runs in the background: a broken connection
-    (here an MQTT client that is not connected) is logged, not swallowed."""
+    (here an MQTT client that has disconnected) is logged, not swallowed."""
     settings = MqttSettings.model_validate({"url": broker.url, "request_timeout": 5.0})
     eventbus = EventBusClient(settings, "edge-node", DeviceRegistry(), Metrics())
-    disconnected = aiomqtt.Client(broker.host, broker.port)
+    async with aiomqtt.Client(broker.host, broker.port) as disconnected:
+        pass
     with capture_logs() as logs:
         await eventbus._fetch_twin_logged(disconnected, DeviceId("lab", "valve-9"))
     assert [(e["event"], e["log_level"], e["device"]) for e in logs] == [
