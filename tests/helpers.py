@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
+import looptime
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,6 +18,24 @@ from cryptography.x509.oid import NameOID
 
 from mep_kubeedge_adapter.domain import DeviceId
 from mep_kubeedge_adapter.registry import DeviceRegistry
+
+
+@contextlib.contextmanager
+def virtual_time() -> Iterator[None]:
+    """Run the block on virtual time: the running loop's clock jumps to its next timer
+    whenever nothing is ready, so sleeps, timeouts and periodic loops of seconds or
+    minutes pass at once and exactly (``looptime``).
+
+    For code that runs inside this process's loop only; a real external process (mosquitto)
+    answers in real time, which this clock would not wait for. The loop's clock continues
+    from its real value, so timers set before the block keep their place.
+    """
+    loop = asyncio.get_running_loop()
+    patched = looptime.patch_event_loop(
+        cast(asyncio.BaseEventLoop, loop), start=loop.time(), _enabled=False
+    )
+    with patched.looptime_enabled():
+        yield
 
 
 async def until(

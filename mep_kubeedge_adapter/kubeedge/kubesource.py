@@ -10,8 +10,10 @@ How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
 3. ``410 Gone`` re-lists. The new list is diffed against what was applied: objects gone from it
    are deleted, objects whose resourceVersion changed are applied again, the rest are skipped,
    so a re-list produces no duplicated and no lost change events;
-4. every failure waits on the service's backoff policy before the next try; a resource that is
-   no longer served (404) triggers a new discovery. An answer that says when to come back
+4. every failure of the API server or the network waits on the service's backoff policy
+   before the next try; a resource that is no longer served (404) triggers a new discovery.
+   Anything else is a bug and is not retried here: it ends :meth:`KubeSource.run`, and the
+   supervisor logs it with its traceback and restarts the source. An answer that says when to come back
    (``Retry-After``: a restarted API server's 429 "storage is (re)initializing" and 503) is
    followed instead, and the first answer after an outage resets the backoff: the delays
    grown while the server was away are not carried into its recovery.
@@ -432,10 +434,10 @@ class KubeSource:
                 answering = bool(exc.status)
                 pause = retry_after(exc, backoff.cap)
                 self._failed(plural, exc)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, OSError, KubeClientError) as exc:
                 answering = False
                 self._failed(plural, exc)
-            except Exception as exc:  # anything else must not stop the other resources
+            except ValueError as exc:  # an answer the client could not decode
                 log.error("kube_list_watch_error", resource=plural, exc_info=exc)
                 self._failed(plural, exc)
             if healthy:
