@@ -142,9 +142,7 @@ class FakeApiServer:
         site = web.TCPSite(runner, "127.0.0.1", self._port)
         await site.start()
         if not self._port:
-            server = site._server
-            assert isinstance(server, asyncio.Server)
-            self._port = server.sockets[0].getsockname()[1]
+            self._port = int(runner.addresses[0][1])
         self._runner = runner
 
     async def go_down(self) -> None:
