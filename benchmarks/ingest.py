@@ -45,13 +45,18 @@ async def _publish(broker: MosquittoBroker, count: int, devices: int) -> None:
     await publish(broker, count, devices)
 
 
-def _persistent(client_id: str, broker: MosquittoBroker) -> aiomqtt.Client:
+def _persistent(
+    client_id: str,
+    broker: MosquittoBroker,
+    queue_type: type[asyncio.Queue[aiomqtt.Message]] | None = None,
+) -> aiomqtt.Client:
     return aiomqtt.Client(
         broker.host,
         broker.port,
         identifier=client_id,
         clean_session=False,
         max_queued_incoming_messages=0,
+        queue_type=queue_type,
     )
 
 
@@ -97,7 +102,7 @@ class _PersistentEventBus(EventBusClient):
         self._broker = broker
 
     def _make_client(self) -> aiomqtt.Client:
-        return _persistent("bench-adapter", self._broker)
+        return _persistent("bench-adapter", self._broker, self._queue_type())
 
 
 async def adapter_ingest(broker: MosquittoBroker, count: int, devices: int) -> Rate:

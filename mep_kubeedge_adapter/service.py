@@ -71,6 +71,7 @@ class Adapter:
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self.api_port: int | None = None
+        self.header_deadline: HeaderDeadline | None = None
         self.store = SubscriptionStore(settings.store.path, metrics=self.metrics)
         self.subscriptions = SubscriptionService(
             self.store,
@@ -180,6 +181,7 @@ class Adapter:
         )
         api = self.settings.api
         deadline = HeaderDeadline(api.header_timeout, self.metrics)
+        self.header_deadline = deadline
         runner = web.AppRunner(
             create_app(deps, header_deadline=deadline),
             access_log=None,

@@ -34,15 +34,21 @@ class HeaderDeadline:
     def __init__(self, timeout: float, metrics: Metrics) -> None:
         self._timeout = timeout
         self._metrics = metrics
-        self._answered: set[web.RequestHandler] = set()
-        """Connections that delivered a request before their deadline (bounded: each
-        leaves at its deadline)."""
+        self._waiting: set[web.RequestHandler] = set()
+        """Connections whose deadline is armed and that sent no request head yet (bounded:
+        each leaves with its first request or at its deadline)."""
+
+    @property
+    def waiting(self) -> int:
+        """Connections that have not sent a request head yet."""
+        return len(self._waiting)
 
     def wrap(self, make_handler: Callable[[], web.RequestHandler]) -> Callable[[], Any]:
         """A protocol factory: ``make_handler``'s handlers, each with its deadline armed."""
 
         def factory() -> web.RequestHandler:
             handler = make_handler()
+            self._waiting.add(handler)
             asyncio.get_running_loop().call_later(self._timeout, self._expire, handler)
             return handler
 
@@ -51,16 +57,14 @@ class HeaderDeadline:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Marks the connection as having delivered a request head."""
-        protocol = request.protocol
-        if isinstance(protocol, web.RequestHandler):
-            self._answered.add(protocol)
+        self._waiting.discard(request.protocol)
         response: web.StreamResponse = await handler(request)
         return response
 
     def _expire(self, handler: web.RequestHandler) -> None:
-        if handler in self._answered:
-            self._answered.discard(handler)
+        if handler not in self._waiting:
             return
+        self._waiting.discard(handler)
         if handler.transport is None or handler.transport.is_closing():
             return
         peer = handler.transport.get_extra_info("peername")

@@ -9,9 +9,11 @@ is checked at every step:
   differently (``127.1``, ``2130706433``, ``0x7f.0.0.1``, a backslash or a second ``@``
   in the authority) are refused, so the host checked here is the host the delivery
   client connects to;
-* its addresses, when created and when loaded from the store at start (allow and
-  deny lists may have changed since): every address the host resolves to must be allowed,
-  else INVALID (at start: the subscription is removed and logged);
+* its addresses, when created: every address the host resolves to must be allowed, else
+  INVALID; when loaded from the store at start (allow and deny lists may have changed
+  since), its form and an address literal are checked again, without name lookups (a
+  thousand stored names must not hold the start up for a slow DNS); a refused one is
+  removed and logged;
 * again at every connection: the delivery client's resolver drops refused addresses (a
   name that later resolves elsewhere is not followed there), and address literals, which
   aiohttp connects to without resolving, are checked by the client itself.
@@ -202,24 +204,26 @@ class AddressPolicy:
                 return f"{ip}:{port} is the adapter's own listener"
         return None
 
-    async def check_url(self, url: str, *, unresolved_ok: bool = False) -> None:
+    async def check_url(self, url: str, *, resolve: bool = True) -> None:
         """Refuse (``AdapterError(INVALID)``) a callback URL the adapter must not call.
 
-        ``unresolved_ok`` accepts a host name that does not resolve now (a stored
-        subscription at start: the name may come back; each connection checks it again).
+        With ``resolve`` off a host name is not looked up (a stored subscription at start;
+        every connection checks the addresses the name has then).
         """
         target = parse_callback(url)
         await self.prepare()
         if target.address is not None:
             addresses = {str(target.address)}
+        elif resolve:
+            addresses = await self._resolve(target)
         else:
-            addresses = await self._resolve(target, unresolved_ok)
+            return
         for address in sorted(addresses):
             reason = self.refusal(address, target.port)
             if reason is not None:
                 raise AdapterError(ErrorKind.INVALID, f"callbackReference refused: {reason}")
 
-    async def _resolve(self, target: CallbackTarget, unresolved_ok: bool) -> set[str]:
+    async def _resolve(self, target: CallbackTarget) -> set[str]:
         loop = asyncio.get_running_loop()
         try:
             infos = await asyncio.wait_for(
@@ -227,13 +231,11 @@ class AddressPolicy:
                 RESOLVE_TIMEOUT,
             )
         except (OSError, TimeoutError) as exc:
-            if unresolved_ok:
-                return set()
             raise AdapterError(
                 ErrorKind.INVALID, f"callbackReference host {target.host!r} does not resolve"
             ) from exc
         addresses = {str(info[4][0]) for info in infos}
-        if not addresses and not unresolved_ok:
+        if not addresses:
             raise AdapterError(
                 ErrorKind.INVALID, f"callbackReference host {target.host!r} does not resolve"
             )

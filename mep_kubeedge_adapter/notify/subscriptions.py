@@ -200,12 +200,12 @@ class SubscriptionService:
 
     async def _refusal_at_start(self, subscription: Subscription) -> str | None:
         """Why a stored callback is no longer acceptable (the allow and deny lists may
-        have changed since it was accepted), or None. A name that does not resolve now is
-        kept: every connection checks it again."""
+        have changed since it was accepted), or None. Its form and an address literal are
+        checked; a host name is not looked up here (every connection checks its addresses)."""
         if subscription.callback_reference is None:
             return None
         try:
-            await self._policy.check_url(subscription.callback_reference, unresolved_ok=True)
+            await self._policy.check_url(subscription.callback_reference, resolve=False)
         except AdapterError as exc:
             return exc.detail
         return None

@@ -23,8 +23,9 @@ from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import MqttSettings
-from tests.helpers import make_pki, reported, until
+from tests.helpers import reported, until
 from tests.kubeedge.test_eventbus import DEVICES
+from tests.mecm.pki import make_pki
 from tests.test_service import free_port
 
 THERMO = DeviceId("default", "thermo-1")
@@ -33,9 +34,9 @@ THERMO = DeviceId("default", "thermo-1")
 @contextlib.asynccontextmanager
 async def tls_mosquitto(tmp_path: Path) -> AsyncIterator[tuple[int, int, Path]]:
     """(plain port, TLS port, CA file) of a mosquitto with both listeners."""
-    ca_file, cert_file, key_file = make_pki(
-        tmp_path, names=("localhost",), addresses=("127.0.0.1",)
-    )
+    pki = make_pki(tmp_path)
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", pki.cert_file, pki.key_file
+    ca_file.write_bytes(pki.ca_pem)
     plain, secure = free_port(), free_port()
     config = tmp_path / "mosquitto.conf"
     config.write_text(

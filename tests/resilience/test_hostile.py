@@ -125,6 +125,9 @@ async def test_clients_that_never_finish_their_request_head_are_cut_off(
     keeper.close()
     metrics = await stack.api.metrics()
     assert "mka_api_header_timeouts_total 2.0" in metrics
+    # Nothing is remembered of connections past their first request or their deadline.
+    assert stack.adapter.header_deadline is not None
+    assert stack.adapter.header_deadline.waiting == 0
 
 
 async def _read_response(reader: asyncio.StreamReader) -> bytes:
