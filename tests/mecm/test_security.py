@@ -15,8 +15,7 @@ import grpc
 import pytest
 
 from mep_kubeedge_adapter.mecm.plugin import load_tls
-from tests.mecm.conftest import TENANT, Setup, kubeconfig
-from tests.mecm.edgesim import EDGE_IP
+from tests.mecm.conftest import EDGE_IP, TENANT, Setup, kubeconfig
 from tests.mecm.pki import SERVER_NAME, Pki, make_pki
 
 
