@@ -250,7 +250,8 @@ def _workload(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         obj["status"] = dict(_INITIAL_STATUS.get(kind, {}))
     if kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         spec.setdefault("replicas", 1)
-    spec.setdefault("revisionHistoryLimit", 10)
+    if kind != "ReplicaSet":  # a ReplicaSetSpec has no such field
+        spec.setdefault("revisionHistoryLimit", 10)
     if kind == "Deployment":
         spec.setdefault(
             "strategy",
