@@ -16,10 +16,11 @@ import yaml
 
 from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
 from mep_kubeedge_adapter.emulators.kubeapi.cluster import Cluster, ClusterNode
+from mep_kubeedge_adapter.emulators.pki import SERVER_NAME, Pki, make_pki
+from mep_kubeedge_adapter.emulators.usermgmt import UserMgmt
 from mep_kubeedge_adapter.mecm.client import LcmClient
 from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
 from mep_kubeedge_adapter.settings import MecmSettings
-from tests.mecm.pki import SERVER_NAME, Pki, UserMgmt, make_pki
 
 TENANT = "tenant-1"
 EDGE_NODE = "edge-node-1"

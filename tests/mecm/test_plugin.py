@@ -12,10 +12,10 @@ import grpc
 import pytest
 
 from mep_kubeedge_adapter.emulators.kubeapi import MetricsMode
+from mep_kubeedge_adapter.emulators.pki import Pki
 from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
 from tests.mecm.conftest import CLOUD_IP, EDGE_IP, EDGE_NODE, TENANT, Setup, lcm_client
 from tests.mecm.packages import chart, csar, csar_files
-from tests.mecm.pki import Pki
 
 INSTANCE = "3f1c2b7a-0d4e-4b6f-9a21-6c8e5d7f9b10"
 PARAMETERS = {"ak": "AK-123", "sk": "SK-456"}

@@ -14,9 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from mep_kubeedge_adapter.emulators.pki import SERVER_NAME, Pki, make_pki
 from mep_kubeedge_adapter.mecm.plugin import load_tls
 from tests.mecm.conftest import EDGE_IP, TENANT, Setup, kubeconfig
-from tests.mecm.pki import SERVER_NAME, Pki, make_pki
 
 
 async def _code(call: object) -> tuple[grpc.StatusCode, str]:

@@ -1,25 +1,42 @@
-"""Test-made TLS material (an RSA CA and server certificate) and user-mgmt style tokens."""
+"""Throwaway TLS material: a private CA and a server certificate it signed.
+
+EdgeGallery's installer gives the MEPM's services (k8splugin, and the KubeEdge plugin for
+MECM beside it) ``server_tls.crt``/``server_tls.key`` and the ``ca.crt`` that signed them.
+lcmcontroller connects with ServerName ``edgegallery.org`` and, for TLS 1.2, offers only
+ECDHE-RSA suites, so the server key is RSA (reference: mecm-applcm.md §1.3). The demo and the
+tests make such a set here; an EC key can be asked for to see a plugin refuse it.
+"""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
-import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-SERVER_NAME = "edgegallery.org"
+__all__ = ["SERVER_NAME", "Pki", "make_pki"]
+
+SERVER_NAME: Final = "edgegallery.org"
 """The name lcmcontroller puts in its TLS ServerName."""
 
 
-def _pem(key: Any) -> bytes:
+@dataclass(frozen=True)
+class Pki:
+    """The CA certificate (PEM) and the server certificate and key files it signed."""
+
+    ca_pem: bytes
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
+def _private_pem(key: Any) -> bytes:
     return bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -29,18 +46,14 @@ def _pem(key: Any) -> bytes:
     )
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca_pem: bytes
-    cert_file: Path
-    key_file: Path
+def make_pki(directory: Path, *, key_type: Literal["rsa", "ec"] = "rsa", days: int = 1) -> Pki:
+    """A CA and a server certificate for ``edgegallery.org``, ``localhost`` and 127.0.0.1.
 
-
-def make_pki(directory: Path, *, key_type: str = "rsa") -> Pki:
-    """A CA and a server certificate for localhost, 127.0.0.1 and edgegallery.org."""
+    Writes ``ca.crt``, ``server.crt`` and ``server.key`` (0600) into ``directory``.
+    """
     now = datetime.datetime.now(datetime.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "throwaway MEPM CA")])
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -48,7 +61,7 @@ def make_pki(directory: Path, *, key_type: str = "rsa") -> Pki:
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
@@ -64,7 +77,7 @@ def make_pki(directory: Path, *, key_type: str = "rsa") -> Pki:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -78,39 +91,11 @@ def make_pki(directory: Path, *, key_type: str = "rsa") -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    ca_file = directory / "ca.crt"
     cert_file, key_file = directory / "server.crt", directory / "server.key"
+    ca_file.write_bytes(ca_pem)
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(_pem(key))
-    return Pki(ca.public_bytes(serialization.Encoding.PEM), cert_file, key_file)
-
-
-class UserMgmt:
-    """Signs accessTokens as EdgeGallery's user-mgmt does (RS256, ``authorities``, ``userId``)."""
-
-    def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    @property
-    def public_pem(self) -> bytes:
-        return self._key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    def token(
-        self,
-        *roles: str,
-        user_id: str = "tenant-1",
-        expires_in: float = 3600,
-        key: Any = None,
-    ) -> str:
-        claims = {
-            "authorities": list(roles or ("ROLE_MECM_TENANT",)),
-            "userId": user_id,
-            "user_name": "tester",
-            "exp": int(time.time() + expires_in),
-        }
-        return jwt.encode(claims, key or self._key, algorithm="RS256")
-
-    @staticmethod
-    def stranger_key() -> Any:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(_private_pem(key))
+    return Pki(ca_pem, cert_file, key_file, ca_file)
