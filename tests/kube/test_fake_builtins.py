@@ -578,20 +578,17 @@ async def test_service_accounts_and_rbac_are_stored_and_bindings_validated(
     rule = {"apiGroups": ["devices.kubeedge.io"], "resources": ["devices"], "verbs": ["list"]}
     role = {"metadata": {"name": "reader"}, "rules": [rule]}
     await call(rbac.create_cluster_role, role)
-    binding = {
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"}
+    binding: dict[str, Any] = {
         "metadata": {"name": "reader"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "reader",
-        },
+        "roleRef": role_ref,
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": NS}],
     }
     created = await call(rbac.create_cluster_role_binding, binding)
     assert created.role_ref.name == "reader" and created.metadata.namespace is None
 
     # roleRef is immutable; a cluster binding's service account needs its namespace.
-    changed = {**binding, "roleRef": {**binding["roleRef"], "name": "writer"}}
+    changed = {**binding, "roleRef": {**role_ref, "name": "writer"}}
     with pytest.raises(client.ApiException) as exc:
         await call(rbac.replace_cluster_role_binding, "reader", changed)
     assert exc.value.status == 422

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer, kubeconfig
 from mep_kubeedge_adapter.emulators.kubeapi.cluster import Cluster, ClusterNode
 from mep_kubeedge_adapter.emulators.pki import SERVER_NAME, Pki, make_pki
 from mep_kubeedge_adapter.emulators.usermgmt import UserMgmt
@@ -32,20 +31,6 @@ CONTAINER_USAGE = ("5m", "20Mi")
 EDGE_NODE_OWN_USAGE = {"cpu": "1490m", "memory": "2008Mi"}
 """The edge node's use besides its pods: with one two-container app pod running, the node
 uses 1.5 CPUs and 2 GiB in all (metrics-server adds the pods' use to the node's own)."""
-
-
-def kubeconfig(url: str) -> bytes:
-    """A self-contained kubeconfig for the fake API server."""
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "cloud", "cluster": {"server": url}}],
-            "users": [{"name": "mecm", "user": {"token": "cloud-token"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "cloud", "user": "mecm"}}],
-            "current-context": "c",
-        }
-    ).encode()
 
 
 @pytest.fixture(scope="session")

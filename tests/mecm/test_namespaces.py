@@ -13,7 +13,8 @@ import json
 import grpc
 import pytest
 
-from tests.mecm.conftest import EDGE_IP, TENANT, Setup, kubeconfig
+from mep_kubeedge_adapter.emulators.kubeapi import kubeconfig
+from tests.mecm.conftest import EDGE_IP, TENANT, Setup
 from tests.mecm.packages import chart, csar, csar_files
 
 FIRST = "0a1b2c3d-0000-4000-8000-000000000001"

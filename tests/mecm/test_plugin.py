@@ -174,7 +174,7 @@ async def test_a_host_that_is_no_edge_node_is_refused_and_nothing_is_created(set
 
 
 async def _kubeconfig(s: Setup) -> bytes:
-    from tests.mecm.conftest import kubeconfig
+    from mep_kubeedge_adapter.emulators.kubeapi import kubeconfig
 
     return kubeconfig(s.fake.url)
 
