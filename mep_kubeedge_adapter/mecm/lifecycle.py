@@ -338,9 +338,10 @@ class AppLcm:
             for artifact in package.artifacts:
                 objects.extend(await self._blocking(load_manifests, root / artifact, artifact))
             return _Workload(objects, namespace)
-        chart = (root / package.artifacts[0]).read_bytes()
-        top = check_chart_archive(chart, self._limits, name=package.artifacts[0])
-        namespace = instance_namespace(parameters, chart_default_values(chart, top))
+        chart, defaults = await self._blocking(
+            _read_chart, root / package.artifacts[0], self._limits, package.artifacts[0]
+        )
+        namespace = instance_namespace(parameters, defaults)
         values = chart_values(parameters, instance_id=instance_id, namespace=namespace)
         try:
             rendered = await self._blocking(_render, chart, values, instance_id, namespace)
@@ -566,6 +567,13 @@ class AppLcm:
                 )
             )
         return _json(status.workload_events_document(pods, events))
+
+
+def _read_chart(path: Path, limits: UnpackLimits, name: str) -> tuple[bytes, dict[str, Any]]:
+    """The chart archive's bytes and its own values.yaml (blocking: file and YAML work)."""
+    chart = path.read_bytes()
+    top = check_chart_archive(chart, limits, name=name)
+    return chart, chart_default_values(chart, top)
 
 
 def _render(
