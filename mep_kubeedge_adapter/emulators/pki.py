@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -36,6 +37,19 @@ class Pki:
     ca_file: Path
 
 
+_CA_KEY_USAGE: Final = x509.KeyUsage(
+    digital_signature=True,
+    key_cert_sign=True,
+    crl_sign=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def _private_pem(key: Any) -> bytes:
     return bytes(
         key.private_bytes(
@@ -46,8 +60,16 @@ def _private_pem(key: Any) -> bytes:
     )
 
 
-def make_pki(directory: Path, *, key_type: Literal["rsa", "ec"] = "rsa", days: int = 1) -> Pki:
-    """A CA and a server certificate for ``edgegallery.org``, ``localhost`` and 127.0.0.1.
+def make_pki(
+    directory: Path,
+    *,
+    key_type: Literal["rsa", "ec"] = "rsa",
+    server_name: str = SERVER_NAME,
+    alt_names: Sequence[str] = (SERVER_NAME, "localhost", "127.0.0.1"),
+    days: int = 1,
+) -> Pki:
+    """A CA and a server certificate for ``server_name``, valid for ``alt_names`` (DNS names
+    or IP addresses), with the extensions a strict verifier wants (CA key usage, key ids).
 
     Writes ``ca.crt``, ``server.crt`` and ``server.key`` (0600) into ``directory``.
     """
@@ -63,6 +85,10 @@ def make_pki(directory: Path, *, key_type: Literal["rsa", "ec"] = "rsa", days: i
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key: Any = (
@@ -70,22 +96,23 @@ def make_pki(directory: Path, *, key_type: Literal["rsa", "ec"] = "rsa", days: i
         if key_type == "rsa"
         else ec.generate_private_key(ec.SECP256R1())
     )
+    names: list[x509.GeneralName] = []
+    for name in alt_names:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            names.append(x509.DNSName(name))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(SERVER_NAME),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
