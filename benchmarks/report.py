@@ -7,6 +7,7 @@ explanations kept in the same file survive every ``make bench``. A partial run
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import Figure, Result
@@ -65,13 +66,33 @@ def _run_stamps(line: str, keys: list[str]) -> dict[str, str]:
     return stamps
 
 
-def _earlier(block: str) -> tuple[dict[str, str], dict[str, list[str]], dict[str, list[str]]]:
-    """From a generated block: each key's run stamp, table rows and section."""
+@dataclass
+class _Earlier:
+    """What a generated block holds: each key's run stamp, table rows and section, and the
+    machine table of its full run."""
+
+    stamps: dict[str, str]
+    rows: dict[str, list[str]]
+    sections: dict[str, list[str]]
+    machine: list[str]
+
+
+def _earlier(block: str) -> _Earlier:
     run = ""
     rows: dict[str, list[str]] = {}
     sections: dict[str, list[str]] = {}
+    machine: list[str] = []
     current: list[str] | None = None
+    in_machine = False
     for line in block.splitlines():
+        if line.startswith("| machine |"):
+            in_machine = True
+        if in_machine:
+            if not line.strip():
+                in_machine = False
+            else:
+                machine.append(line)
+            continue
         if line.startswith("Run: "):
             run = line
         elif line.startswith("| B") and line.count("|") > 3:
@@ -85,7 +106,7 @@ def _earlier(block: str) -> tuple[dict[str, str], dict[str, list[str]], dict[str
         while lines and not lines[-1].strip():
             lines.pop()
         lines.append("")
-    return _run_stamps(run, list(rows)) if run else {}, rows, sections
+    return _Earlier(_run_stamps(run, list(rows)) if run else {}, rows, sections, machine)
 
 
 def _order(key: str) -> tuple[int, str]:
@@ -104,24 +125,29 @@ def generated(
     rows = {r.key: [_row(r.key, f) for f in r.figures] for r in results}
     sections = {r.key: _section(r) for r in results}
     run = f"Run: {stamp}."
+    table = ["| machine | |", "|---|---|", *(f"| {k} | {v} |" for k, v in machine.items())]
     if partial:
-        stamps, old_rows, old_sections = _earlier(previous)
-        kept = sorted(set(old_rows) - set(rows), key=_order)
-        rows.update({key: old_rows[key] for key in kept})
-        sections.update({key: old_sections[key] for key in kept if key in old_sections})
+        earlier = _earlier(previous)
+        kept = sorted(set(earlier.rows) - set(rows), key=_order)
+        rows.update({key: earlier.rows[key] for key in kept})
+        sections.update({key: earlier.sections[key] for key in kept if key in earlier.sections})
         by_stamp: dict[str, list[str]] = {}
         for key in kept:
-            by_stamp.setdefault(stamps.get(key, "an earlier run"), []).append(key)
+            by_stamp.setdefault(earlier.stamps.get(key, "an earlier run"), []).append(key)
         run = f"Run: {stamp} (partial run: only {', '.join(r.key for r in results)}"
         for then, keys in by_stamp.items():
             run += f"; {', '.join(keys)} from the run of {then}"
         run += ")."
+        if kept and earlier.machine and earlier.machine != table:
+            # The table stays the one the kept figures were measured on; the new ones say theirs.
+            table = earlier.machine
+            here = ", ".join(f"{k} {machine[k]}" for k in ("cpu", "os") if k in machine)
+            for result in results:
+                sections[result.key].insert(-1, f"- measured on another machine: {here}")
     lines = [
         run,
         "",
-        "| machine | |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in machine.items()),
+        *table,
         "",
         "| | figure | measured | baseline (same run) | ratio | target | |",
         "|---|---|---|---|---|---|---|",
