@@ -51,8 +51,11 @@ manifests: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m mep_kubeedge_adapter.mecm.wire.codegen
 
+# All figures, or some: make bench BENCH=B8 (a comma-separated list); the others stay in the
+# report as they were.
+BENCH ?=
 bench: $(STAMP) mosquitto
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(if $(BENCH),--only $(BENCH))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist

@@ -1,6 +1,6 @@
-"""``make bench``: run B1-B6 on loopback and write docs/benchmarks.md.
+"""``make bench``: run B1-B6 and B8 on loopback and write docs/benchmarks.md.
 
-``python -m benchmarks [--only B1,B4] [--output PATH]``. Every benchmark measures its
+``python -m benchmarks [--only B1,B4] [--output PATH]`` (``make bench BENCH=B8``). Every benchmark measures its
 baseline in the same run, so the ratios hold on a noisy machine. The whole run takes a
 few minutes on two cores; each step is bounded.
 """
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import api, fanout, ingest, latency, memory, mp1
+from benchmarks import api, fanout, ingest, latency, mecm, memory, mp1
 from benchmarks.common import Result, machine
 from benchmarks.report import write_report
 
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Result]]] = {
     "B4": api.run,
     "B5": memory.run,
     "B6": mp1.run,
+    "B8": mecm.run,
 }
 
 

@@ -172,13 +172,18 @@ class Child:
 
 
 async def spawn(
-    verb: str, *args: str, wait_ready: bool = True, env: dict[str, str] | None = None
+    verb: str,
+    *args: str,
+    wait_ready: bool = True,
+    env: dict[str, str] | None = None,
+    module: str = "benchmarks.procs",
 ) -> Child:
-    """Start a worker process; wait for its READY line unless ``wait_ready`` is false."""
+    """Start a worker process (``python -m module verb args``); wait for its READY line
+    unless ``wait_ready`` is false."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "benchmarks.procs",
+        module,
         verb,
         *args,
         stdout=asyncio.subprocess.PIPE,
