@@ -72,7 +72,6 @@ from mep_kubeedge_adapter.domain import (
 )
 from mep_kubeedge_adapter.kubeedge.crds import (
     API_GROUP,
-    SUPPORTED_VERSIONS,
     DeviceCR,
     DeviceModelCR,
     DeviceStatusCR,
@@ -81,17 +80,23 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     decode_device_model,
     decode_device_status,
 )
+from mep_kubeedge_adapter.kubeedge.crlists import (
+    DEVICE_MODELS,
+    DEVICE_STATUSES,
+    RESOURCES,
+    Discovery,
+    discover_blocking,
+    list_blocking,
+)
 from mep_kubeedge_adapter.kubeedge.crwrites import DEVICES, DeviceCrWrites, KubeDesiredWriter
 from mep_kubeedge_adapter.kubeedge.kubeclient import (
     CONNECT_TIMEOUT,
-    REQUEST_TIMEOUT,
     TRANSIENT,
     KubeAccess,
     KubeClientError,
     build_api_client,
     describe_error,
     retry_after,
-    served_resources,
 )
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
@@ -108,13 +113,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-DEVICE_MODELS: Final = "devicemodels"
-DEVICE_STATUSES: Final = "devicestatuses"
-_RESOURCES: Final = (DEVICES, DEVICE_MODELS, DEVICE_STATUSES)
 
 WATCH_READ_GRACE: Final = 30.0
 """A watch may stay silent this much longer than its server-side timeout before it is cut."""
-LIST_PAGE: Final = 500
 STOP_GRACE: Final = 3.0
 """Seconds to wait for a watch thread to end after its socket was cut."""
 _QUICK: Final = 1.0
@@ -129,18 +130,6 @@ Key = tuple[str, str]
 
 # --------------------------------------------------------------------------------------------
 # state
-
-
-@dataclass(frozen=True, slots=True)
-class Discovery:
-    """What the API server serves of ``devices.kubeedge.io``."""
-
-    version: str
-    resources: frozenset[str]
-
-    @property
-    def has_device_status(self) -> bool:
-        return DEVICE_STATUSES in self.resources
 
 
 @dataclass(slots=True)
@@ -246,8 +235,8 @@ class KubeSource:
         self._clock = clock
         self.access = KubeAccess(partial(build_api_client, settings), source=settings.source)
         self._discovery: Discovery | None = None
-        self._resources = {plural: ResourceState() for plural in _RESOURCES}
-        self._caches = {plural: _Cache() for plural in _RESOURCES}
+        self._resources = {plural: ResourceState() for plural in RESOURCES}
+        self._caches = {plural: _Cache() for plural in RESOURCES}
         self._statuses: dict[DeviceId, DeviceStatusCR] = {}
         self._desired_stamps: dict[DeviceId, dict[str, TwinValue]] = {}
         self._watch_gen: dict[str, int] = {}
@@ -307,7 +296,7 @@ class KubeSource:
         """Discover, list and watch until cancelled; every failure is retried with backoff."""
         backoff = self._new_backoff()
         self._executor = ThreadPoolExecutor(
-            max_workers=len(_RESOURCES), thread_name_prefix="kube-watch"
+            max_workers=len(RESOURCES), thread_name_prefix="kube-watch"
         )
         try:
             while True:
@@ -355,7 +344,7 @@ class KubeSource:
 
     async def _discover(self) -> Discovery:
         namespace = self._settings.namespace
-        found = await self.access.call(lambda api: _discover_blocking(api, namespace))
+        found = await self.access.call(lambda api: discover_blocking(api, namespace))
         if found is None:
             raise KubeClientError(f"the API server serves no {API_GROUP} Device resource")
         return found
@@ -379,7 +368,7 @@ class KubeSource:
 
     async def _run_resources(self, discovery: Discovery) -> None:
         async with asyncio.TaskGroup() as group:
-            for plural in _RESOURCES:
+            for plural in RESOURCES:
                 if plural in discovery.resources:
                     group.create_task(
                         self._list_watch(plural, discovery.version), name=f"kube-{plural}"
@@ -459,7 +448,7 @@ class KubeSource:
         namespace = self._settings.namespace
         try:
             items, rv = await self.access.call(
-                lambda api: _list_blocking(api, plural, version, namespace)
+                lambda api: list_blocking(api, plural, version, namespace)
             )
         except client.ApiException as exc:
             if exc.status == 410:
@@ -749,7 +738,7 @@ class KubeSource:
 
 
 # --------------------------------------------------------------------------------------------
-# blocking helpers (worker threads)
+# helpers
 
 
 def _status_facts(
@@ -782,77 +771,3 @@ async def _stop_watch(w: watch.Watch, future: asyncio.Future[Any]) -> None:
         await asyncio.wait({future}, timeout=0.1)
     if not future.done():
         log.warning("kube_watch_thread_lingers")
-
-
-def _custom_list(
-    api: client.ApiClient, version: str, plural: str, namespace: str | None
-) -> Callable[..., Any]:
-    custom = client.CustomObjectsApi(api)
-    if namespace:
-
-        def namespaced(**kwargs: Any) -> Any:
-            return custom.list_namespaced_custom_object(
-                API_GROUP, version, namespace, plural, **kwargs
-            )
-
-        return namespaced
-
-    def everywhere(**kwargs: Any) -> Any:
-        return custom.list_cluster_custom_object(API_GROUP, version, plural, **kwargs)
-
-    return everywhere
-
-
-def _list_blocking(
-    api: client.ApiClient, plural: str, version: str, namespace: str | None
-) -> tuple[list[Any], str]:
-    """All objects (paged) and the first page's resourceVersion."""
-    fn = _custom_list(api, version, plural, namespace)
-    items: list[Any] = []
-    rv: str | None = None
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {
-            "limit": LIST_PAGE,
-            "_request_timeout": REQUEST_TIMEOUT,
-        }
-        if token:
-            kwargs["_continue"] = token
-        page = fn(**kwargs)
-        if not isinstance(page, Mapping):
-            raise client.ApiException(status=0, reason="the list answer is not an object")
-        meta = page.get("metadata") or {}
-        if rv is None:
-            rv = str(meta.get("resourceVersion") or "")
-        items.extend(page.get("items") or [])
-        token = meta.get("continue") or None
-        if not token:
-            break
-    return items, rv or ""
-
-
-def _discover_blocking(api: client.ApiClient, namespace: str | None) -> Discovery | None:
-    """The newest served version with Devices, and which of the three resources it serves."""
-    wanted = frozenset(_RESOURCES)
-    for version in SUPPORTED_VERSIONS:
-        names = served_resources(api, API_GROUP, version)
-        if names is not None and DEVICES in names:
-            return Discovery(version, frozenset(names & wanted))
-    # No discovery document: ask the collections themselves.
-    for version in SUPPORTED_VERSIONS:
-        served = frozenset(p for p in _RESOURCES if _collection_served(api, version, p, namespace))
-        if DEVICES in served:
-            return Discovery(version, served)
-    return None
-
-
-def _collection_served(
-    api: client.ApiClient, version: str, plural: str, namespace: str | None
-) -> bool:
-    try:
-        _custom_list(api, version, plural, namespace)(limit=1, _request_timeout=REQUEST_TIMEOUT)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
