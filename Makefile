@@ -54,7 +54,8 @@ manifests: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m mep_kubeedge_adapter.mecm.wire.codegen
 
-# Every figure, or some: make bench BENCH=B3,B7 (the others keep their last figures).
+# All figures, or some: make bench BENCH=B3,B7 (a comma-separated list); the others stay in the
+# report as they were.
 BENCH ?=
 bench: $(STAMP) mosquitto wrk
 	$(BIN)/python -m benchmarks $(if $(BENCH),--only $(BENCH))

@@ -67,8 +67,7 @@ class Figure:
 class Result:
     """A benchmark's figures and the extra table lines it wants to show.
 
-    ``files`` are extra files the benchmark writes next to the report (a plot), by name;
-    ``stamp`` is when it ran (set by the runner).
+    ``files`` are extra files the benchmark writes next to the report (a plot), by name.
     """
 
     key: str
@@ -77,28 +76,6 @@ class Result:
     details: list[str] = field(default_factory=list)
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
-    stamp: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "title": self.title,
-            "figures": [vars(f) for f in self.figures],
-            "details": self.details,
-            "seconds": self.seconds,
-            "stamp": self.stamp,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Result:
-        return cls(
-            key=data["key"],
-            title=data["title"],
-            figures=[Figure(**f) for f in data["figures"]],
-            details=list(data["details"]),
-            seconds=float(data["seconds"]),
-            stamp=data.get("stamp", ""),
-        )
 
 
 def percentiles(samples: Sequence[float], points: Sequence[float] = (50, 90, 99)) -> list[float]:
@@ -210,13 +187,18 @@ class Child:
 
 
 async def spawn(
-    verb: str, *args: str, wait_ready: bool = True, env: dict[str, str] | None = None
+    verb: str,
+    *args: str,
+    wait_ready: bool = True,
+    env: dict[str, str] | None = None,
+    module: str = "benchmarks.procs",
 ) -> Child:
-    """Start a worker process; wait for its READY line unless ``wait_ready`` is false."""
+    """Start a worker process (``python -m module verb args``); wait for its READY line
+    unless ``wait_ready`` is false."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "benchmarks.procs",
+        module,
         verb,
         *args,
         stdout=asyncio.subprocess.PIPE,

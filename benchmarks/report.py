@@ -1,16 +1,14 @@
 """docs/benchmarks.md: the generated figures between two markers, hand-written notes around.
 
 Only the part between ``BEGIN`` and ``END`` is rewritten, so the method notes and the
-explanations kept in the same file survive every ``make bench``. The figures of the last
-run of each benchmark are also kept as JSON beside the page (``benchmarks.json``), so a
-partial run (``make bench BENCH=B3``) replaces its own figures and keeps the others, each
-shown with the time it was measured. Files a benchmark makes (B7's plot) are written next
-to the page.
+explanations kept in the same file survive every ``make bench``. A partial run
+(``make bench BENCH=B8``) replaces its own figures and keeps the others as they were.
+Files a benchmark makes (B7's plot) are written next to the page.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import Figure, Result
@@ -44,69 +42,137 @@ def _row(key: str, figure: Figure) -> str:
     )
 
 
-def generated(results: list[Result], machine: dict[str, str], stamp: str) -> str:
-    """The block between the markers; ``stamp`` is this run's time."""
-    fresh = [r.key for r in results if r.stamp == stamp]
-    older = [r for r in results if r.stamp != stamp]
-    run = f"Run: {stamp}"
-    if older:
-        run += f" ({', '.join(fresh)}; " + ", ".join(f"{r.key} from {r.stamp}" for r in older)
-        run += ")"
+def _section(result: Result) -> list[str]:
+    lines = [f"**{result.key} — {result.title}** ({result.seconds:.0f} s)", ""]
+    for figure in result.figures:
+        if figure.note:
+            lines.append(f"- {figure.name}: {figure.note}")
+    lines.extend(f"- {detail}" for detail in result.details if detail)
+    return [*lines, ""]
+
+
+def _run_stamps(line: str, keys: list[str]) -> dict[str, str]:
+    """When each key's figures were measured, from a block's ``Run:`` line.
+
+    ``Run: S.`` (all of them at S), or ``Run: S (partial run: only A, B; C, D from the run of
+    T; E from the run of U).`` as :func:`generated` writes it.
+    """
+    text = line[len("Run: ") :].rstrip(".")
+    stamp, _, detail = text.partition(" (partial run: only ")
+    stamps = dict.fromkeys(keys, stamp)
+    for part in detail.rstrip(")").split("; ")[1:]:
+        earlier, sep, then = part.partition(" from the run of ")
+        if sep:
+            stamps.update(dict.fromkeys(earlier.split(", "), then))
+    return stamps
+
+
+@dataclass
+class _Earlier:
+    """What a generated block holds: each key's run stamp, table rows and section, and the
+    machine table of its full run."""
+
+    stamps: dict[str, str]
+    rows: dict[str, list[str]]
+    sections: dict[str, list[str]]
+    machine: list[str]
+
+
+def _earlier(block: str) -> _Earlier:
+    run = ""
+    rows: dict[str, list[str]] = {}
+    sections: dict[str, list[str]] = {}
+    machine: list[str] = []
+    current: list[str] | None = None
+    in_machine = False
+    for line in block.splitlines():
+        if line.startswith("| machine |"):
+            in_machine = True
+        if in_machine:
+            if not line.strip():
+                in_machine = False
+            else:
+                machine.append(line)
+            continue
+        if line.startswith("Run: "):
+            run = line
+        elif line.startswith("| B") and line.count("|") > 3:
+            rows.setdefault(line.split("|")[1].strip(), []).append(line)
+        elif line.startswith("**") and " — " in line:
+            current = sections.setdefault(line[2:].split(" — ", 1)[0], [])
+            current.append(line)
+        elif current is not None:
+            current.append(line)
+    for lines in sections.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines.append("")
+    return _Earlier(_run_stamps(run, list(rows)) if run else {}, rows, sections, machine)
+
+
+def _order(key: str) -> tuple[int, str]:
+    return len(key), key
+
+
+def generated(
+    results: list[Result],
+    machine: dict[str, str],
+    stamp: str,
+    partial: bool,
+    previous: str = "",
+) -> str:
+    """The block's text; a ``partial`` run keeps the other keys' rows and sections from
+    ``previous`` (the block as it was) and says which figures are from which run."""
+    rows = {r.key: [_row(r.key, f) for f in r.figures] for r in results}
+    sections = {r.key: _section(r) for r in results}
+    run = f"Run: {stamp}."
+    table = ["| machine | |", "|---|---|", *(f"| {k} | {v} |" for k, v in machine.items())]
+    if partial:
+        earlier = _earlier(previous)
+        kept = sorted(set(earlier.rows) - set(rows), key=_order)
+        rows.update({key: earlier.rows[key] for key in kept})
+        sections.update({key: earlier.sections[key] for key in kept if key in earlier.sections})
+        by_stamp: dict[str, list[str]] = {}
+        for key in kept:
+            by_stamp.setdefault(earlier.stamps.get(key, "an earlier run"), []).append(key)
+        run = f"Run: {stamp} (partial run: only {', '.join(r.key for r in results)}"
+        for then, keys in by_stamp.items():
+            run += f"; {', '.join(keys)} from the run of {then}"
+        run += ")."
+        if kept and earlier.machine and earlier.machine != table:
+            # The table stays the one the kept figures were measured on; the new ones say theirs.
+            table = earlier.machine
+            here = ", ".join(f"{k} {machine[k]}" for k in ("cpu", "os") if k in machine)
+            for result in results:
+                sections[result.key].insert(-1, f"- measured on another machine: {here}")
     lines = [
-        f"{run}.",
+        run,
         "",
-        "| machine | |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in machine.items()),
+        *table,
         "",
         "| | figure | measured | baseline (same run) | ratio | target | |",
         "|---|---|---|---|---|---|---|",
     ]
-    for result in results:
-        for figure in result.figures:
-            lines.append(_row(result.key, figure))
+    order = sorted(rows, key=_order)
+    for key in order:
+        lines.extend(rows[key])
     lines.append("")
-    for result in results:
-        when = "" if result.stamp == stamp else f", {result.stamp}"
-        lines.append(f"**{result.key} — {result.title}** ({result.seconds:.0f} s{when})")
-        lines.append("")
-        for figure in result.figures:
-            if figure.note:
-                lines.append(f"- {figure.name}: {figure.note}")
-        for detail in result.details:
-            if detail:
-                lines.append(f"- {detail}")
-        lines.append("")
+    for key in order:
+        lines.extend(sections.get(key, []))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def merged(path: Path, results: list[Result]) -> list[Result]:
-    """This run's results with the last ones kept for benchmarks it did not run, in key order."""
-    by_key: dict[str, Result] = {}
-    store = path.with_suffix(".json")
-    if store.exists():
-        for data in json.loads(store.read_text(encoding="utf-8")):
-            kept = Result.from_json(data)
-            by_key[kept.key] = kept
-    for result in results:
-        by_key[result.key] = result
-    return [by_key[k] for k in sorted(by_key)]
-
-
-def write_report(path: Path, results: list[Result], machine: dict[str, str], stamp: str) -> None:
-    """Write the page's generated block, the JSON of the figures and the benchmarks' files."""
-    everything = merged(path, results)
+def write_report(
+    path: Path, results: list[Result], machine: dict[str, str], stamp: str, partial: bool = False
+) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else SKELETON
     if BEGIN not in text or END not in text:
         text = text.rstrip() + "\n\n" + BEGIN + "\n" + END + "\n"
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    body = generated(everything, machine, stamp)
+    previous, tail = rest.split(END, 1)
+    body = generated(results, machine, stamp, partial, previous)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{head}{BEGIN}\n{body}{END}{tail}", encoding="utf-8")
-    path.with_suffix(".json").write_text(
-        json.dumps([r.to_json() for r in everything], indent=1, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
-    for name, content in ((n, c) for r in results for n, c in r.files.items()):
-        (path.parent / name).write_text(content, encoding="utf-8")
+    for result in results:
+        for name, content in result.files.items():
+            (path.parent / name).write_text(content, encoding="utf-8")

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_arguments(plugin)
     plugin.add_argument(
         "--insecure",
-        dest="set__mecm__insecure",
+        dest="mecm.insecure",
         action="store_const",
         const="true",
         help="serve plaintext gRPC (MKA_MECM__INSECURE=true)",

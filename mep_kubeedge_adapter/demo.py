@@ -2,10 +2,14 @@
 
 Starts, in order: a private mosquitto on a free loopback port, the EdgeCore emulator
 serving the demo devices, one simulated device (mapper) per demo device, the MEP
-emulator, and the adapter itself. Then it prints the URLs and ready-to-paste curl
-lines, runs a tiny edge app that discovers the service through MP1 and reads a twin
-through the advertised URI, and prints one line per twin or state change until it
-is stopped (Ctrl-C, SIGTERM or ``--duration``). Everything stops in reverse order.
+emulator, and the adapter itself. Then the second half (:mod:`.demo_mecm`, with the
+``mecm`` extra): a Kubernetes API emulator with the demo's edge node and the KubeEdge
+plugin for MECM, through which the sample app's app package is deployed to that node as
+EdgeGallery's MECM would. It prints the URLs and ready-to-paste curl and ``mecm-call``
+lines, runs a tiny edge app (the sample app, with the identity its deployment got) that
+discovers the service through MP1 and reads a twin through the advertised URI, and prints
+one line per twin or state change until it is stopped (Ctrl-C, SIGTERM or ``--duration``).
+Everything stops in reverse order.
 """
 
 from __future__ import annotations
@@ -57,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mep-port", type=int, default=0, help="MEP emulator port (0 = free)")
     parser.add_argument("--devices", type=Path, default=None, help="device file to serve")
     parser.add_argument(
+        "--no-mecm",
+        action="store_true",
+        help="skip the second half (the MECM plugin deploying the sample app)",
+    )
+    parser.add_argument(
+        "--mecm-port", type=int, default=0, help="MECM plugin port (0 = any free port)"
+    )
+    parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
 
@@ -107,8 +119,8 @@ mep-kubeedge-adapter demo is running.
 """
 
 
-def try_lines(api: str, mep: str, websocket_uri: str | None) -> str:
-    """Ready-to-paste curl lines against the running demo."""
+def try_lines(api: str, mep: str, websocket_uri: str | None, mecm_call: str | None = None) -> str:
+    """Ready-to-paste curl (and ``mecm-call``) lines against the running demo."""
     lines = [
         "Try:",
         f"  curl -s {api}{BASE}/devices",
@@ -130,9 +142,13 @@ def try_lines(api: str, mep: str, websocket_uri: str | None) -> str:
     lines += [
         f"  curl -s {api}/readyz",
         f"  curl -s {mep}/admin/services      # what the MEP has registered",
-        "",
-        "Live changes (Ctrl-C to stop):",
     ]
+    if mecm_call:
+        lines += [
+            "  # the sample app's status, as MECM's UI gets it from the plugin:",
+            f"  {mecm_call}",
+        ]
+    lines += ["", "Live changes (Ctrl-C to stop):"]
     return "\n".join(lines)
 
 
@@ -153,7 +169,9 @@ async def demo_subscription(api: str) -> str | None:
     return uri if isinstance(uri, str) else None
 
 
-async def edge_app_check(mep_url: str, identity: AppIdentity, out: TextIO) -> None:
+async def edge_app_check(
+    mep_url: str, identity: AppIdentity, out: TextIO, *, who: str = "edge app"
+) -> None:
     """What an edge app does: discover the service over MP1, then read a twin through it."""
     from mep_kubeedge_adapter.mep.discovery import discover_endpoints
 
@@ -166,19 +184,19 @@ async def edge_app_check(mep_url: str, identity: AppIdentity, out: TextIO) -> No
             category_id="kubeedge-device-management",
         )
     except Exception as exc:
-        print(f"edge app: MP1 discovery failed: {exc}", file=out)
+        print(f"{who}: MP1 discovery failed: {exc}", file=out)
         return
     if not uris:
-        print("edge app: MP1 discovery found no KubeEdge device service yet", file=out)
+        print(f"{who}: MP1 discovery found no KubeEdge device service yet", file=out)
         return
-    print(f"edge app: discovered {uris[0]} through MP1", file=out)
+    print(f"{who}: discovered {uris[0]} through MP1", file=out)
     async with aiohttp.ClientSession() as session:
         token = await _token(session, mep_url, identity)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with session.get(f"{uris[0]}/devices/default/thermo-1/twin", headers=headers) as resp:
             body = await resp.text()
             print(
-                f"edge app: GET …/devices/default/thermo-1/twin → {resp.status} {body[:200]}",
+                f"{who}: GET …/devices/default/thermo-1/twin → {resp.status} {body[:200]}",
                 file=out,
             )
 
@@ -293,14 +311,19 @@ async def demo_stack(
 
 
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from mep_kubeedge_adapter import demo_mecm
+
     out = sys.stdout
     async with AsyncExitStack() as stack:
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mka-demo-")))
+        mecm_skipped = "skipped (--no-mecm)" if args.no_mecm else demo_mecm.available()
+        sample = None if mecm_skipped else demo_mecm.sample_app_identity(NODE)
         demo = await stack.enter_async_context(
             demo_stack(
                 state_dir,
                 devices_file=args.devices,
                 api={"port": args.api_port},
+                other_identities=[sample[1]] if sample else (),
                 log_level=args.log_level,
             )
         )
@@ -315,9 +338,35 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
             print(f"  {known.id}: {props}", file=out)
         print(file=out)
         await _wait_registered(adapter, mep, out, timeout=10)
-        await edge_app_check(mep.url, identity, out)
         print(file=out)
-        print(try_lines(api, mep.url, await demo_subscription(api)), file=out, flush=True)
+        mecm = None
+        if sample is None:
+            print(f"MECM half: {mecm_skipped}", file=out)
+            await edge_app_check(mep.url, identity, out)
+        else:
+            package, app_identity = sample
+            print(
+                f"MECM deploys the sample app to {NODE} through the KubeEdge plugin for MECM:",
+                file=out,
+                flush=True,
+            )
+            mecm = await stack.enter_async_context(
+                demo_mecm.mecm_half(
+                    state_dir / "mecm",
+                    node=NODE,
+                    package=package,
+                    identity=app_identity,
+                    mep_url=mep.url,
+                    out=out,
+                    plugin_port=args.mecm_port,
+                )
+            )
+            print(file=out)
+            await edge_app_check(mep.url, mecm.app_identity, out, who="sample app")
+        print(file=out)
+        websocket_uri = await demo_subscription(api)
+        mecm_call = mecm.mecm_call() if mecm else None
+        print(try_lines(api, mep.url, websocket_uri, mecm_call), file=out, flush=True)
 
         def live(event: ChangeEvent) -> None:
             line = change_line(event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -56,6 +57,11 @@ class ModelId:
         return f"{self.namespace}/{self.name}"
 
 
+def now_ms() -> int:
+    """The wall clock in the domain's unit: integer milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
 # ------------------------------------------------------------------- twin values
 
 MAX_TIMESTAMP_MS = 253_402_300_799_999
@@ -91,6 +97,19 @@ class TwinProperty:
     optional: bool | None = None
     declared: bool = False
     """The Device CR lists this property (kube source); it outlives twin deletion."""
+
+
+@dataclass(frozen=True, slots=True)
+class TwinState:
+    """EdgeCore's view of one twin, decoded from a document, result, delta or get result.
+
+    ``expected`` / ``actual`` are ``None`` when the message did not carry that side.
+    """
+
+    expected: TwinValue | None = None
+    actual: TwinValue | None = None
+    twin_type: str | None = None
+    optional: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +268,11 @@ class AdapterError(Exception):
 
 # ------------------------------------------------------- EdgeCore's twin value rules
 
-TWIN_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,128}$")
-TWIN_VALUE_PATTERN = re.compile(r"^[a-zA-Z0-9\-_.,:/@#]{1,512}$")
+_TWIN_CHARACTERS = r"[a-zA-Z0-9\-_.,:/@#]"
+TWIN_KEY_PATTERN = re.compile(rf"^{_TWIN_CHARACTERS}{{1,128}}$")
+TWIN_VALUE_PATTERN = re.compile(rf"^{_TWIN_CHARACTERS}{{0,512}}$")
+"""The characters EdgeCore accepts in a twin value; the empty value is allowed (it parses as
+every type)."""
 TWIN_TYPES = frozenset({"", "string", "int", "integer", "float", "boolean"})
 _INT64 = (-(2**63), 2**63 - 1)
 _GO_FLOAT = re.compile(
@@ -279,7 +301,7 @@ def twin_type_for_model_type(model_type: str | None) -> str:
 
 def check_twin_key(key: str) -> str | None:
     """Why EdgeCore would refuse this twin key, or ``None`` if it accepts it."""
-    if not TWIN_KEY_PATTERN.match(key):
+    if not TWIN_KEY_PATTERN.fullmatch(key):
         return f"property name {key!r} must match {TWIN_KEY_PATTERN.pattern}"
     return None
 
@@ -290,7 +312,7 @@ def check_twin_value(value: str, twin_type: str | None) -> str | None:
     Follows EdgeCore v1.23.1 (reference kubeedge.md §3, §3.1, §8): only
     ``[a-zA-Z0-9-_.,:/@#]``, at most 512 characters, and the value must parse as the type.
     """
-    if value and not TWIN_VALUE_PATTERN.match(value):
+    if not TWIN_VALUE_PATTERN.fullmatch(value):
         return (
             "value must be 1 to 512 characters of letters, digits and - _ . , : / @ # "
             "(EdgeCore refuses spaces, '+', quotes, braces and '=')"

@@ -16,7 +16,6 @@ Merge rules between the two sources:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -34,28 +33,13 @@ from mep_kubeedge_adapter.domain import (
     StateChanged,
     TwinChanged,
     TwinProperty,
+    TwinState,
     TwinValue,
+    now_ms,
 )
 
 Listener = Callable[[ChangeEvent], None]
 Clock = Callable[[], int]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class TwinState:
-    """EdgeCore's view of one twin, decoded from a document, result, delta or get result.
-
-    ``expected`` / ``actual`` are ``None`` when the message did not carry that side.
-    """
-
-    expected: TwinValue | None = None
-    actual: TwinValue | None = None
-    twin_type: str | None = None
-    optional: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +80,7 @@ class DeviceRegistry:
     immutable snapshots, safe to hand to other tasks.
     """
 
-    def __init__(self, clock: Clock = _now_ms) -> None:
+    def __init__(self, clock: Clock = now_ms) -> None:
         self._devices: dict[DeviceId, Device] = {}
         self._models: dict[ModelId, DeviceModel] = {}
         self._listeners: list[Listener] = []

@@ -25,8 +25,11 @@ from mep_kubeedge_adapter.api.listener import GuardedSite, HeaderDeadline
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.mep.registrar import MepState, Registrar
-from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
-from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
+from mep_kubeedge_adapter.notify.subscriptions import (
+    SubscriptionService,
+    delivery_settings,
+    subscription_limits,
+)
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import Settings, public_url
@@ -46,7 +49,9 @@ class Adapter:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.registry = DeviceRegistry()
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(
+            on_restart=lambda task: self.metrics.task_restarts.labels(task).inc()
+        )
         self.eventbus = EventBusClient(
             settings.mqtt, settings.node_name, self.registry, self.metrics
         )
@@ -75,21 +80,8 @@ class Adapter:
             self.metrics,
             settings.api,
             fallback_base_url=lambda: public_url(settings, self.api_port) + API_BASE,
-            delivery=DeliverySettings(
-                coalesce_after=settings.notify.coalesce_after,
-                max_pending=settings.notify.max_pending,
-                max_attempts=settings.notify.max_attempts,
-                max_age=settings.notify.max_age,
-                request_timeout=settings.notify.request_timeout,
-                backoff_base=settings.notify.retry_base,
-                backoff_cap=settings.notify.retry_cap,
-                max_pending_total=settings.notify.max_pending_total,
-                max_sockets_per_subscription=settings.notify.max_sockets_per_subscription,
-            ),
-            limits=SubscriptionLimits(
-                total=settings.notify.max_subscriptions,
-                per_caller=settings.notify.max_subscriptions_per_caller,
-            ),
+            delivery=delivery_settings(settings.notify),
+            limits=subscription_limits(settings.notify),
         )
         self.registrar: Registrar | None = None
         if settings.mep.url:
@@ -145,6 +137,8 @@ class Adapter:
         await self.subscriptions.start()
         self._stack.push_async_callback(self._step, "notifications", self.subscriptions.stop)
         self._stack.push_async_callback(self._step, "supervisor", self.supervisor.stop)
+        self.supervisor.start("store-flush", self.store.run_flusher)
+        self.supervisor.start("notify-expiry", self.subscriptions.run_expiry)
         self.supervisor.start("eventbus", self.eventbus.run)
         if self.kube is not None:
             self.supervisor.start("kube", self.kube.run)
@@ -155,7 +149,10 @@ class Adapter:
         if self.registrar is not None:
             # After the listener (the advertised URIs must answer); stopped first, so the
             # MP1 deregistration happens while the API still serves.
-            self.supervisor.start("mep-registrar", self.registrar.run)
+            registrar = self.registrar
+            self.supervisor.start(
+                "mep-registrar", registrar.run, may_end=lambda: registrar.stopping
+            )
             self._stack.push_async_callback(self._stop_registrar)
 
     async def _stop_registrar(self) -> None:

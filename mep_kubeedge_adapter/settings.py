@@ -2,17 +2,17 @@
 
 Sources, highest priority first: CLI flags, environment variables
 ``MKA_<GROUP>__<NAME>`` (e.g. ``MKA_MQTT__URL``), the YAML file given with
-``--config``, then the defaults below (SPEC §3). No other module reads the
-environment.
+``--config``, then the defaults below (SPEC §3); each is pydantic-settings' own source
+(``CliSettingsSource`` under the adapter's flag names, ``EnvSettingsSource``,
+``YamlConfigSettingsSource``). No other module reads the environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -21,10 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
+    CliSettingsSource,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    YamlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 ENV_PREFIX = "MKA_"
 
@@ -319,7 +322,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init carries the CLI flags; the YAML file is appended by load_settings().
+        # Flags and the YAML file are added by load_settings(), which knows them.
         return (init_settings, env_settings)
 
 
@@ -327,62 +330,68 @@ class SettingsError(Exception):
     """Settings could not be loaded; the message is meant for a person."""
 
 
-_SECRET_FIELDS = {"password", "ak", "sk", "token"}
+_GROUPS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+)
 
 
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
+_CLI_SOURCE = "settings_flags"
+"""Where ``add_settings_arguments`` leaves its flag source in the parsed arguments."""
 
 
-def _flag_name(group: str | None, name: str) -> str:
-    return "--" + "-".join(p for p in (group, name) if p).replace("_", "-")
+def _env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.upper().replace(".", "__")
 
 
-def _groups() -> dict[str, type[BaseModel]]:
-    groups: dict[str, type[BaseModel]] = {}
-    for name, info in Settings.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            groups[name] = annotation
-    return groups
+def _add_flag(parser: argparse.ArgumentParser, *_names: str, **kwargs: Any) -> Any:
+    """pydantic-settings' flags under the adapter's names: ``--mqtt-url`` for ``mqtt.url``
+    (``--<group>-<name>``, dashes for underscores), each help naming its variable. The
+    whole-group JSON flags (``--mqtt '{...}'``) are left out: one flag per setting."""
+    dest: str = kwargs["dest"]
+    if dest in _GROUPS:
+        return None
+    kwargs["help"] = f"{kwargs.get('help') or ''} (env {_env_name(dest)})".strip()
+    kwargs["metavar"] = "VALUE"
+    return parser.add_argument("--" + dest.replace(".", "-").replace("_", "-"), **kwargs)
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config`` and one flag per setting (``--mqtt-url``, ``--api-port``...)."""
+    """Add ``--config`` and one flag per setting (``--mqtt-url``, ``--api-port``...), parsed
+    by pydantic-settings' own CLI source (lists as JSON or comma separated, ``null`` for
+    none)."""
     parser.add_argument("--config", type=Path, help="YAML settings file")
-    parser.add_argument("--node-name", dest="set__node_name", help="the KubeEdge node served")
-    for group, model in _groups().items():
-        for name, info in model.model_fields.items():
-            parser.add_argument(
-                _flag_name(group, name),
-                dest=f"set__{group}__{name}",
-                metavar="VALUE",
-                help=info.description
-                or f"{group}.{name} (env {ENV_PREFIX}{group.upper()}__{name.upper()})",
-            )
+    flags: CliSettingsSource[argparse.ArgumentParser] = CliSettingsSource(
+        Settings,
+        root_parser=parser,
+        cli_prefix="",
+        add_argument_method=_add_flag,
+        add_argument_group_method=lambda p, *a, **k: p,
+    )
+    parser.set_defaults(**{_CLI_SOURCE: flags})
 
 
-def _flags_to_mapping(args: argparse.Namespace) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in vars(args).items():
-        if not key.startswith("set__") or value is None:
-            continue
-        path = key.split("__")[1:]
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        leaf = path[-1]
-        if leaf in ("callback_networks", "callback_deny_networks"):
-            node[leaf] = [v.strip() for v in str(value).split(",") if v.strip()]
-        else:
-            node[leaf] = value
-    return tree
+class _EnvironSource(EnvSettingsSource):
+    """Environment variables from an explicit mapping (tests and embedding)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = {key.lower(): value for key, value in environ.items()}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+
+def _yaml_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise SettingsError(f"cannot read settings file {path}: no such file")
+    try:
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path, yaml_file_encoding="utf-8")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"settings file {path} must hold a mapping at the top level") from exc
 
 
 def load_settings(
@@ -392,20 +401,11 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build the settings from file, environment and flags; raise SettingsError if invalid."""
-    file_values: dict[str, Any] = {}
+    """Build the settings from ``overrides``, flags (``args`` parsed by a parser that had
+    ``add_settings_arguments``), the environment (``environ`` instead of the process's)
+    and the YAML file, in that order of priority; raise SettingsError if invalid."""
     path = config_file or (getattr(args, "config", None) if args is not None else None)
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"settings file {path} must hold a mapping at the top level")
-        file_values = loaded
-    flag_values = _flags_to_mapping(args) if args is not None else {}
-    if overrides:
-        flag_values = _deep_merge(flag_values, overrides)
+    flags: CliSettingsSource[Any] | None = getattr(args, _CLI_SOURCE, None)
 
     class _Loaded(Settings):
         @classmethod
@@ -417,59 +417,20 @@ def load_settings(
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings]
-            if environ is None:
-                sources.append(env_settings)
-            else:
-                sources.append(_MappingEnvSource(settings_cls, environ))
-            sources.append(InitSettingsSource(settings_cls, init_kwargs=file_values))
+            sources = [init_settings]
+            if flags is not None and args is not None:
+                sources.append(flags(parsed_args=args))
+            sources.append(env_settings if environ is None else _EnvironSource(cls, environ))
+            if path is not None:
+                sources.append(_yaml_source(settings_cls, Path(path)))
             return tuple(sources)
 
     try:
-        return _Loaded(**flag_values)
+        return _Loaded(**(overrides or {}))
+    except SourceError as exc:
+        raise SettingsError(f"invalid settings: {exc}") from exc
     except ValueError as exc:
         raise SettingsError(_describe_validation_error(exc)) from exc
-
-
-class _MappingEnvSource(PydanticBaseSettingsSource):
-    """Environment variables from an explicit mapping (tests and embedding)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._values: dict[str, Any] = {}
-        for key, value in environ.items():
-            if not key.upper().startswith(ENV_PREFIX):
-                continue
-            path = key[len(ENV_PREFIX) :].lower().split("__")
-            node = self._values
-            for part in path[:-1]:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise SettingsError(_env_conflict(key))
-                node = child
-            if isinstance(node.get(path[-1]), dict):
-                raise SettingsError(_env_conflict(key))
-            stripped = value.strip()
-            if stripped.startswith(("[", "{")):
-                try:
-                    node[path[-1]] = json.loads(stripped)
-                    continue
-                except ValueError:
-                    pass
-            node[path[-1]] = value
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._values.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._values)
-
-
-def _env_conflict(key: str) -> str:
-    return (
-        f"invalid settings: {key} sets a value where another variable sets a group "
-        "(or the other way round)"
-    )
 
 
 def _describe_validation_error(exc: ValueError) -> str:
@@ -486,21 +447,20 @@ def _describe_validation_error(exc: ValueError) -> str:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data, with every secret replaced by ``***``."""
+    """The effective settings as plain data, with every secret (``SecretStr``) as ``***``."""
 
-    def walk(value: Any, key: str | None = None) -> Any:
+    def walk(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items()}
+            return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v) for v in value]
-        if key in _SECRET_FIELDS and value is not None:
+        if isinstance(value, SecretStr):
             return "***"
         if isinstance(value, Path):
             return str(value)
         return value
 
-    data = settings.model_dump(mode="python")
-    result = walk(data)
+    result = walk(settings.model_dump(mode="python"))
     assert isinstance(result, dict)
     return result
 
@@ -529,11 +489,3 @@ def _primary_address() -> str:
         if not address.startswith("127."):
             return address
     return "127.0.0.1"
-
-
-def flag_help_names() -> Sequence[str]:
-    """Every settings flag, for documentation."""
-    names = ["--node-name"]
-    for group, model in _groups().items():
-        names.extend(_flag_name(group, name) for name in model.model_fields)
-    return names

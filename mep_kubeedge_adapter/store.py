@@ -1,8 +1,9 @@
-"""Durable state: subscriptions and MP1 registrations, in one SQLite file (WAL).
+"""Durable state: subscriptions, in one SQLite file (WAL).
 
 What lives here is what SPEC §6 promises survives a restart: every accepted
-subscription until it is deleted or expires, and the MP1 service instances the
-adapter registered (so stale ones can be removed at the next start).
+subscription until it is deleted or expires. MP1 registrations are not stored: their
+service names are derived from what they serve, so the registrar recognises its own
+instances in the MEP's list after a restart.
 
 Sequence numbers
     Each subscription's last assigned notification ``sequence`` is kept in memory
@@ -15,7 +16,10 @@ Sequence numbers
 
 Schema
     Versioned with ``PRAGMA user_version``; ``_MIGRATIONS[n]`` brings version ``n`` to
-    ``n + 1``. A file newer than this code is refused rather than misread.
+    ``n + 1``. A file newer than this code is refused rather than misread. Files made
+    by earlier versions hold an empty ``registrations`` table that nothing reads; new
+    files no longer get one (the schema version is unchanged, so a rollback still opens
+    them).
 
 Failures
     A file that cannot be used at start (corrupt, a directory, in a directory that cannot
@@ -46,11 +50,9 @@ import structlog
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "CRASH_SEQUENCE_GAP",
-    "Registration",
     "StoreError",
     "StoredSubscription",
     "SubscriptionStore",
@@ -72,12 +74,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             sequence INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX subscriptions_expiry ON subscriptions (expiry) WHERE expiry IS NOT NULL",
-        """CREATE TABLE registrations (
-            ser_name TEXT PRIMARY KEY,
-            ser_instance_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            key TEXT NOT NULL
-        )""",
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
     (
@@ -114,21 +110,11 @@ class StoredSubscription:
     """Whom the per-caller cap counts it against (``Caller.quota_key``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """An MP1 service instance the adapter registered: ``kind`` and ``key`` say what it serves."""
-
-    ser_name: str
-    ser_instance_id: str
-    kind: str
-    key: str
-
-
 class SubscriptionStore:
     """The SQLite state file. ``async with SubscriptionStore(path) as store: ...``.
 
-    Owns one connection and the task that flushes sequence numbers; ``close()``
-    flushes, marks the file as cleanly closed and closes the connection.
+    Owns one connection; :meth:`run_flusher` is the loop that writes sequence numbers
+    (the service supervises it); ``close()`` flushes, marks the file as cleanly closed and closes the connection.
     """
 
     def __init__(
@@ -143,7 +129,6 @@ class SubscriptionStore:
         self._metrics = metrics
         self._db: aiosqlite.Connection | None = None
         self._dirty: dict[str, int] = {}
-        self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._identity: tuple[int, int] | None = None
         self._file_state = "ok"
@@ -197,7 +182,6 @@ class SubscriptionStore:
         self._db = db
         self._identity = self._stat() if on_disk else None
         self._set_file_state("ok")
-        self._flusher = asyncio.create_task(self._flush_loop(), name="store-sequence-flush")
 
     def _prepare_file(self) -> None:
         """Check what SQLite would only report as "unable to open database file"."""
@@ -297,9 +281,6 @@ class SubscriptionStore:
         db = self._db
         if db is None:
             return
-        if self._flusher is not None:
-            await cancel_and_wait(self._flusher)
-            self._flusher = None
         try:
             await self.flush_sequences()
             await db.execute(
@@ -431,7 +412,9 @@ class SubscriptionStore:
                     self._dirty[sid] = max(sequence, self._dirty.get(sid, 0))
                 raise
 
-    async def _flush_loop(self) -> None:
+    async def run_flusher(self) -> None:
+        """Flush noted sequences and check the file every ``flush_interval`` seconds, until
+        cancelled; the owner runs it as a supervised task while the store is open."""
         while True:
             await asyncio.sleep(self._flush_interval)
             self.check_file()
@@ -445,45 +428,6 @@ class SubscriptionStore:
         if pending is None or pending <= record.sequence:
             return record
         return dataclasses.replace(record, sequence=pending)
-
-    # -------------------------------------------------------------- registrations
-
-    async def get_registration(self, ser_name: str) -> Registration | None:
-        async with self._conn().execute(
-            "SELECT ser_name, ser_instance_id, kind, key FROM registrations WHERE ser_name = ?",
-            (ser_name,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else Registration(*(str(v) for v in row))
-
-    async def list_registrations(self) -> builtins.list[Registration]:
-        async with self._conn().execute(
-            "SELECT ser_name, ser_instance_id, kind, key FROM registrations ORDER BY ser_name"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [Registration(*(str(v) for v in row)) for row in rows]
-
-    async def put_registration(self, registration: Registration) -> None:
-        db = self._conn()
-        async with self._writing("store a registration"):
-            await db.execute(
-                "INSERT OR REPLACE INTO registrations (ser_name, ser_instance_id, kind, key) "
-                "VALUES (?, ?, ?, ?)",
-                (
-                    registration.ser_name,
-                    registration.ser_instance_id,
-                    registration.kind,
-                    registration.key,
-                ),
-            )
-            await db.commit()
-
-    async def delete_registration(self, ser_name: str) -> bool:
-        db = self._conn()
-        async with self._writing("remove a registration"):
-            cursor = await db.execute("DELETE FROM registrations WHERE ser_name = ?", (ser_name,))
-            await db.commit()
-        return cursor.rowcount > 0
 
 
 _COLUMNS = "id, body, base_url, created, expiry, sequence, owner, caller"

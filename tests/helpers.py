@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import cast
+
+import looptime
 
 from mep_kubeedge_adapter.domain import DeviceId
 from mep_kubeedge_adapter.registry import DeviceRegistry
+
+
+@contextlib.contextmanager
+def virtual_time() -> Iterator[None]:
+    """Run the block on virtual time: the running loop's clock jumps to its next timer
+    whenever nothing is ready, so sleeps, timeouts and periodic loops of seconds or
+    minutes pass at once and exactly (``looptime``).
+
+    Only for code whose waits are all timers of this loop: sockets and threads answer in
+    real time, and the clock jumps past their timeouts (even a server in this process races
+    it). The clock continues from its real value, so timers set before keep their place.
+    """
+    loop = asyncio.get_running_loop()
+    patched = looptime.patch_event_loop(
+        cast(asyncio.BaseEventLoop, loop), start=loop.time(), _enabled=False
+    )
+    with patched.looptime_enabled():
+        yield
 
 
 async def until(

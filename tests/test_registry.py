@@ -14,9 +14,10 @@ from mep_kubeedge_adapter.domain import (
     PropertySpec,
     StateChanged,
     TwinChanged,
+    TwinState,
     TwinValue,
 )
-from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 
 THERMO = DeviceId("default", "thermo-1")
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from mep_kubeedge_adapter.notify.subscriptions import (
+    SubscriptionLimits,
+    delivery_settings,
+    subscription_limits,
+)
 from mep_kubeedge_adapter.settings import (
+    NotifySettings,
     SettingsError,
     add_settings_arguments,
     load_settings,
@@ -74,8 +80,11 @@ def test_secrets_are_redacted() -> None:
         "MKA_MEP__SK": "secret-secret",
         "MKA_MEP__APP_INSTANCE_ID": "5abe4782-2c70-4e47-9a4e-0ee3a1a0fd1f",
         "MKA_MQTT__PASSWORD": "pw",
+        "MKA_MECM__TOKEN": "mecm-token-value",
     }
     data = redacted(load_settings(environ=env))
+    assert data["mecm"]["token"] == "***"
+    assert "mecm-token-value" not in json.dumps(data)
     assert data["mep"]["ak"] == "***" and data["mep"]["sk"] == "***"
     assert data["mqtt"]["password"] == "***"
     assert "secret-secret" not in json.dumps(data)
@@ -98,3 +107,43 @@ def test_config_command_exit_codes() -> None:
     )
     assert bad.returncode == 2
     assert "api.port (MKA_API__PORT)" in bad.stderr
+
+
+def test_every_notify_setting_reaches_delivery_or_the_limits() -> None:
+    s = load_settings(
+        environ={
+            "MKA_NOTIFY__COALESCE_AFTER": "7",
+            "MKA_NOTIFY__MAX_PENDING": "8",
+            "MKA_NOTIFY__MAX_ATTEMPTS": "3",
+            "MKA_NOTIFY__MAX_AGE": "9.5",
+            "MKA_NOTIFY__REQUEST_TIMEOUT": "4",
+            "MKA_NOTIFY__RETRY_BASE": "0.25",
+            "MKA_NOTIFY__RETRY_CAP": "2",
+            "MKA_NOTIFY__MAX_SUBSCRIPTIONS": "20",
+            "MKA_NOTIFY__MAX_SUBSCRIPTIONS_PER_CALLER": "5",
+            "MKA_NOTIFY__MAX_PENDING_TOTAL": "99",
+            "MKA_NOTIFY__MAX_SOCKETS_PER_SUBSCRIPTION": "2",
+        }
+    )
+    delivery = delivery_settings(s.notify)
+    assert (delivery.coalesce_after, delivery.max_pending, delivery.max_attempts) == (7, 8, 3)
+    assert (delivery.max_age, delivery.request_timeout) == (9.5, 4)
+    assert (delivery.backoff_base, delivery.backoff_cap) == (0.25, 2)
+    assert (delivery.max_pending_total, delivery.max_sockets_per_subscription) == (99, 2)
+    assert subscription_limits(s.notify) == SubscriptionLimits(total=20, per_caller=5)
+    assert len(s.notify.model_fields_set) == len(NotifySettings.model_fields)  # all covered
+
+
+def test_lists_and_switches_as_flags_and_a_missing_file(tmp_path: Path) -> None:
+    s = load_settings(
+        parse("--api-callback-networks", "10.0.0.0/8,192.168.0.0/16", "--kube-all-nodes", "true"),
+        environ={},
+    )
+    assert s.api.callback_networks == ["10.0.0.0/8", "192.168.0.0/16"]
+    assert s.kube.all_nodes is True
+    with pytest.raises(SettingsError, match="cannot read settings file"):
+        load_settings(config_file=tmp_path / "missing.yaml", environ={})
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(SettingsError, match="must hold a mapping at the top level"):
+        load_settings(config_file=listed, environ={})

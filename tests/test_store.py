@@ -1,10 +1,11 @@
-"""The SQLite state file: subscriptions, sequences across restarts, registrations, schema."""
+"""The SQLite state file: subscriptions, sequences across restarts, schema."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,11 +16,11 @@ from mep_kubeedge_adapter.store import (
     _MIGRATIONS,
     CRASH_SEQUENCE_GAP,
     SCHEMA_VERSION,
-    Registration,
     StoredSubscription,
     StoreError,
     SubscriptionStore,
 )
+from mep_kubeedge_adapter.supervisor import Supervisor
 
 
 def record(sid: str, created: int = 1, expiry: int | None = None) -> StoredSubscription:
@@ -97,19 +98,6 @@ async def test_flush_never_moves_a_sequence_backwards(tmp_path: Path) -> None:
         assert got.sequence == 10
 
 
-async def test_registrations(tmp_path: Path) -> None:
-    async with SubscriptionStore(tmp_path / "s.sqlite3") as store:
-        reg = Registration("kubeedge-devices-edge-1", "abc123", "node", "edge-1")
-        await store.put_registration(reg)
-        assert await store.get_registration(reg.ser_name) == reg
-        moved = Registration(reg.ser_name, "def456", "node", "edge-1")
-        await store.put_registration(moved)
-        assert await store.list_registrations() == [moved]
-        assert await store.delete_registration(reg.ser_name)
-        assert await store.get_registration(reg.ser_name) is None
-        assert not await store.delete_registration(reg.ser_name)
-
-
 async def test_file_is_wal_and_versioned(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "s.sqlite3"
     async with SubscriptionStore(path):
@@ -168,10 +156,25 @@ async def test_a_directory_that_cannot_be_written_is_one_clear_error() -> None:
     assert "Permission denied" in refused.value.detail
 
 
+@contextlib.asynccontextmanager
+async def _flushing(store: SubscriptionStore) -> AsyncIterator[None]:
+    """The store's flusher (which also watches the file) under a supervisor, as in the
+    service."""
+    supervisor = Supervisor()
+    supervisor.start("store-flush", store.run_flusher)
+    try:
+        yield
+    finally:
+        await supervisor.stop()
+
+
 async def test_a_file_deleted_while_open_is_noticed(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     metrics = Metrics()
-    async with SubscriptionStore(path, flush_interval=0.01, metrics=metrics) as store:
+    async with (
+        SubscriptionStore(path, flush_interval=0.01, metrics=metrics) as store,
+        _flushing(store),
+    ):
         assert store.status() == {"path": str(path), "state": "ok"}
         assert metrics.registry.get_sample_value("mka_store_file_ok") == 1
         path.unlink()
@@ -185,7 +188,7 @@ async def test_a_file_deleted_while_open_is_noticed(tmp_path: Path) -> None:
 
 async def test_a_file_replaced_while_open_is_noticed(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    async with SubscriptionStore(path, flush_interval=0.01) as store:
+    async with SubscriptionStore(path, flush_interval=0.01) as store, _flushing(store):
         path.unlink()
         path.write_bytes(b"")
         async with asyncio.timeout(10):

@@ -1,8 +1,8 @@
 """Device, twin and model routes: decode the request, call a use case, encode the answer.
 
-The JSON shapes (``DeviceInfo``, ``TwinInfo``, ``DeviceModelInfo``) are produced only by the
-``*_json`` functions here; ``openapi.py`` describes the same shapes and the API tests check
-every response against that description.
+The answers are the models of ``schemas`` (``DeviceInfo``, ``TwinInfo``, ``DeviceModelInfo``),
+built here from the registry's snapshots; ``/openapi.json`` is generated from the same models.
+A twin's body is encoded once per device snapshot (``TwinCache``), not per request.
 """
 
 from __future__ import annotations
@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from mep_kubeedge_adapter.api import schemas
 from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS
 from mep_kubeedge_adapter.api.links import LinkBuilder, links
 from mep_kubeedge_adapter.api.problems import validation_detail
+from mep_kubeedge_adapter.api.schemas import encode
 from mep_kubeedge_adapter.domain import (
     TWIN_KEY_PATTERN,
+    TWIN_VALUE_PATTERN,
     AdapterError,
     Device,
     DeviceId,
@@ -44,7 +47,7 @@ PATCH_CONTENT_TYPES = ("application/merge-patch+json", "application/json")
 
 
 TwinKey = Annotated[str, StringConstraints(strict=True, pattern=TWIN_KEY_PATTERN.pattern)]
-TwinText = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-zA-Z0-9\-_.,:/@#]{0,512}$")]
+TwinText = Annotated[str, StringConstraints(strict=True, pattern=TWIN_VALUE_PATTERN.pattern)]
 """EdgeCore's character rules (``domain.check_twin_value``), stated in the schema too; the
 type rules (int, float, boolean) depend on the twin and are checked by the use case."""
 
@@ -82,71 +85,68 @@ def _segment(text: str) -> str:
     return quote(text, safe="")
 
 
-def _value_json(value: TwinValue) -> dict[str, str]:
-    body = {"value": value.value}
+def _twin_value(value: TwinValue) -> schemas.TwinValue:
     timestamp = rfc3339(value.timestamp)
-    if timestamp is not None:
-        body["timestamp"] = timestamp
-    return body
+    if timestamp is None:
+        return schemas.TwinValue(value=value.value)
+    return schemas.TwinValue(value=value.value, timestamp=timestamp)
 
 
-def twin_json(device: Device, model: DeviceModel | None) -> dict[str, Any]:
+def twin_info(device: Device, model: DeviceModel | None) -> schemas.TwinInfo:
     """``TwinInfo``: the model's type when the model names the property, else the twin's."""
-    properties: dict[str, Any] = {}
+    properties: dict[str, schemas.TwinPropertyInfo] = {}
     for name in sorted(device.properties):
         prop = device.properties[name]
         spec = model.properties.get(name) if model is not None else None
-        entry: dict[str, Any] = {
-            "type": (spec.type if spec is not None else None) or prop.twin_type or "string"
-        }
+        sides: dict[str, schemas.TwinValue] = {}
         if prop.reported is not None:
-            entry["reported"] = _value_json(prop.reported)
+            sides["reported"] = _twin_value(prop.reported)
         if prop.desired is not None:
-            entry["desired"] = _value_json(prop.desired)
-        properties[name] = entry
-    return {"properties": properties}
+            sides["desired"] = _twin_value(prop.desired)
+        properties[name] = schemas.TwinPropertyInfo(
+            type=(spec.type if spec is not None else None) or prop.twin_type or "string", **sides
+        )
+    return schemas.TwinInfo(properties=properties)
 
 
-def device_json(device: Device, model: DeviceModel | None, url: LinkBuilder) -> dict[str, Any]:
+def device_info(device: Device, model: DeviceModel | None, url: LinkBuilder) -> schemas.DeviceInfo:
     """``DeviceInfo`` with links as the caller sees them (``url`` maps a path to a link)."""
     href = url(f"{API_BASE}/devices/{_segment(device.id.namespace)}/{_segment(device.id.name)}")
-    return {
-        "namespace": device.id.namespace,
-        "name": device.id.name,
-        "model": device.model,
-        "node": device.node,
-        "labels": dict(device.labels),
-        "state": device.state,
-        "lastOnlineTime": device.last_online,
-        "twin": twin_json(device, model),
-        "_links": {"self": {"href": href}, "twin": {"href": f"{href}/twin"}},
-    }
+    return schemas.DeviceInfo(
+        namespace=device.id.namespace,
+        name=device.id.name,
+        model=device.model,
+        node=device.node,
+        labels=dict(device.labels),
+        state=device.state,
+        lastOnlineTime=device.last_online,
+        twin=twin_info(device, model),
+        links={"self": {"href": href}, "twin": {"href": f"{href}/twin"}},
+    )
 
 
-def _property_spec_json(spec: PropertySpec) -> dict[str, Any]:
-    return {
-        "name": spec.name,
-        "type": spec.type,
-        "accessMode": spec.access_mode,
-        "unit": spec.unit,
-        "description": spec.description,
-        "minimum": spec.minimum,
-        "maximum": spec.maximum,
-    }
+def _property_spec(spec: PropertySpec) -> schemas.DevicePropertySpec:
+    return schemas.DevicePropertySpec(
+        name=spec.name,
+        type=spec.type,
+        accessMode=spec.access_mode,
+        unit=spec.unit,
+        description=spec.description,
+        minimum=spec.minimum,
+        maximum=spec.maximum,
+    )
 
 
-def model_json(model: DeviceModel, url: LinkBuilder) -> dict[str, Any]:
+def model_info(model: DeviceModel, url: LinkBuilder) -> schemas.DeviceModelInfo:
     """``DeviceModelInfo``: what an app needs to write a property (type, access mode, unit)."""
     href = url(f"{API_BASE}/device_models/{_segment(model.id.namespace)}/{_segment(model.id.name)}")
-    return {
-        "namespace": model.id.namespace,
-        "name": model.id.name,
-        "protocol": model.protocol,
-        "properties": [
-            _property_spec_json(model.properties[name]) for name in sorted(model.properties)
-        ],
-        "_links": {"self": {"href": href}},
-    }
+    return schemas.DeviceModelInfo(
+        namespace=model.id.namespace,
+        name=model.id.name,
+        protocol=model.protocol,
+        properties=[_property_spec(model.properties[name]) for name in sorted(model.properties)],
+        links={"self": {"href": href}},
+    )
 
 
 # ------------------------------------------------------------------ decoding
@@ -154,6 +154,10 @@ def model_json(model: DeviceModel, url: LinkBuilder) -> dict[str, Any]:
 
 def _device_id(request: web.Request) -> DeviceId:
     return DeviceId(request.match_info["namespace"], request.match_info["name"])
+
+
+LABEL_FILTER_PATTERN = "^[^=]+="
+"""What ``_label_filter`` accepts: ``key=value`` with a key (for the schema)."""
 
 
 def _label_filter(values: list[str]) -> dict[str, str]:
@@ -204,7 +208,7 @@ class _RenderedTwin:
     def __init__(self, device: Device, model: DeviceModel | None) -> None:
         self.device = device
         self.model = model
-        self.body = json.dumps(twin_json(device, model)).encode()
+        self.body = json.dumps(encode(twin_info(device, model))).encode()
         self.etag = twin_etag(device)
 
 
@@ -259,7 +263,7 @@ async def list_devices(request: web.Request) -> web.Response:
     registry = deps.registry
     return web.json_response(
         [
-            device_json(device, registry.model_of(device), base)
+            encode(device_info(device, registry.model_of(device), base))
             for device in registry.devices()
             if _matches(device, request.query, labels)
         ]
@@ -270,7 +274,7 @@ async def read_device(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     device = get_device(deps.registry, _device_id(request))
     base = links(request, deps.settings.api.public_url).url
-    return web.json_response(device_json(device, deps.registry.model_of(device), base))
+    return web.json_response(encode(device_info(device, deps.registry.model_of(device), base)))
 
 
 async def read_twin(request: web.Request) -> web.Response:
@@ -302,7 +306,7 @@ async def list_models(request: web.Request) -> web.Response:
     namespace = request.query.get("namespace")
     return web.json_response(
         [
-            model_json(model, base)
+            encode(model_info(model, base))
             for model in deps.registry.models()
             if namespace is None or model.id.namespace == namespace
         ]
@@ -315,7 +319,9 @@ async def read_model(request: web.Request) -> web.Response:
     model = deps.registry.model(model_id)
     if model is None:
         raise AdapterError(ErrorKind.NOT_FOUND, f"no device model {model_id} on this node")
-    return web.json_response(model_json(model, links(request, deps.settings.api.public_url).url))
+    return web.json_response(
+        encode(model_info(model, links(request, deps.settings.api.public_url).url))
+    )
 
 
 def add_routes(app: web.Application) -> None:

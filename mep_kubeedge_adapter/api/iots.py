@@ -44,8 +44,22 @@ from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, DeviceCrs
 from mep_kubeedge_adapter.api.links import links
-from mep_kubeedge_adapter.api.openapi_parts import Json, json_body, ref, responses
+from mep_kubeedge_adapter.api.openapi_parts import json_body, query_parameter, ref, responses
 from mep_kubeedge_adapter.api.problems import validation_detail
+from mep_kubeedge_adapter.api.schemas import (
+    Address,
+    EndPointInfo,
+    Json,
+    KeyValuePair,
+    MbTransportInfo,
+    Mec033DeviceInfo,
+    Mec033IotPlatformInfo,
+    OAuth2Info,
+    SecurityInfo,
+    TopicLists,
+    TransportInfo,
+    encode,
+)
 from mep_kubeedge_adapter.domain import AdapterError, Device, DeviceDefinition, DeviceId, ErrorKind
 from mep_kubeedge_adapter.settings import Settings
 
@@ -88,6 +102,15 @@ _PLATFORM_FIELDS = frozenset(
     {"iotPlatformId", "enabled", "userTransportInfo", "customServicesTransportInfo"}
 )
 _FILTER_ATTRS = frozenset({"enabled", "deviceId", "requestedIotPlatformId"})
+_FILTER_TERM = rf"\s*\(eq,(?:{'|'.join(sorted(_FILTER_ATTRS))}),[^;]+\)\s*"
+_FILTER_PATTERN = rf"^{_FILTER_TERM}(?:;{_FILTER_TERM})*$"
+"""What ``_parse_filter`` accepts, for the schema of the ``filter`` parameter."""
+
+
+def _list_pattern(names: frozenset[str]) -> str:
+    """What ``_select`` accepts as ``fields``: known names, comma separated, blanks skipped."""
+    item = rf"\s*(?:{'|'.join(sorted(names))})?\s*"
+    return rf"^{item}(?:,{item})*$"
 
 
 # ------------------------------------------------------------------ encoding
@@ -98,29 +121,39 @@ def platform_id(node: str) -> str:
     return f"kubeedge-{node}"
 
 
-def _metadata(
-    model: str | None, node: str | None, labels: Mapping[str, str]
-) -> list[dict[str, str]]:
-    items: list[dict[str, str]] = []
+def _metadata(model: str | None, node: str | None, labels: Mapping[str, str]) -> list[KeyValuePair]:
+    items: list[KeyValuePair] = []
     if model:
-        items.append({"key": "model", "value": model})
+        items.append(KeyValuePair(key="model", value=model))
     if node:
-        items.append({"key": "node", "value": node})
+        items.append(KeyValuePair(key="node", value=node))
     items.extend(
-        {"key": f"{LABEL_PREFIX}{key}", "value": value} for key, value in sorted(labels.items())
+        KeyValuePair(key=f"{LABEL_PREFIX}{key}", value=value)
+        for key, value in sorted(labels.items())
     )
     return items
 
 
-def device_info_json(device: Device, platform: str) -> dict[str, Any]:
-    """A registry device as MEC 033 ``DeviceInfo``."""
-    return {
-        "deviceId": str(device.id),
-        "deviceAuthenticationInfo": AUTH_INFO,
-        "deviceMetadata": _metadata(device.model, device.node, device.labels),
-        "requestedIotPlatformId": platform,
-        "enabled": True,
-    }
+def device_info(
+    device_id: DeviceId,
+    model: str | None,
+    node: str | None,
+    labels: Mapping[str, str],
+    platform: str,
+) -> Mec033DeviceInfo:
+    """A device as MEC 033 ``DeviceInfo``."""
+    return Mec033DeviceInfo(
+        deviceId=str(device_id),
+        deviceAuthenticationInfo=AUTH_INFO,
+        deviceMetadata=_metadata(model, node, labels),
+        requestedIotPlatformId=platform,
+        enabled=True,
+    )
+
+
+def device_info_json(device: Device, platform: str) -> Json:
+    """A registry device as MEC 033 ``DeviceInfo`` JSON."""
+    return encode(device_info(device.id, device.model, device.node, device.labels, platform))
 
 
 def _topics(settings: Settings) -> dict[str, list[str]]:
@@ -141,54 +174,57 @@ def _topics(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def _broker_address(url: str) -> dict[str, Any]:
+def _broker_address(url: str) -> Address:
     parts = urlsplit(url)
     secure = parts.scheme in ("mqtts", "ssl")
-    return {"host": parts.hostname or "127.0.0.1", "port": parts.port or (8883 if secure else 1883)}
+    return Address(
+        host=parts.hostname or "127.0.0.1", port=parts.port or (8883 if secure else 1883)
+    )
 
 
-def _security(settings: Settings) -> dict[str, Any]:
+def _security(settings: Settings) -> SecurityInfo:
     if settings.api.auth == "jwt" and settings.mep.url:
-        return {
-            "oAuth2Info": {
-                "grantTypes": ["OAUTH2_CLIENT_CREDENTIALS"],
-                "tokenEndpoint": f"{settings.mep.url.rstrip('/')}/mep/token",
-            }
-        }
-    return {}
+        return SecurityInfo(
+            oAuth2Info=OAuth2Info(
+                grantTypes=["OAUTH2_CLIENT_CREDENTIALS"],
+                tokenEndpoint=f"{settings.mep.url.rstrip('/')}/mep/token",
+            )
+        )
+    return SecurityInfo()
 
 
-def platform_info_json(settings: Settings, device_api_url: str, enabled: bool) -> dict[str, Any]:
-    """This node's KubeEdge as MEC 033 ``IotPlatformInfo``."""
-    return {
-        "iotPlatformId": platform_id(settings.node_name),
-        "userTransportInfo": [
-            {
-                "id": EVENTBUS_TRANSPORT,
-                "name": "KubeEdge-EventBus",
-                "description": "EdgeCore's MQTT broker carrying the device twin topics",
-                "type": "MB_TOPIC_BASED",
-                "protocol": "MQTT",
-                "version": "3.1.1",
-                "endpoint": {"addresses": [_broker_address(settings.mqtt.url)]},
-                "security": {},
-                "implSpecificInfo": _topics(settings),
-            }
+def platform_info_json(settings: Settings, device_api_url: str, enabled: bool) -> Json:
+    """This node's KubeEdge as MEC 033 ``IotPlatformInfo`` JSON."""
+    platform = Mec033IotPlatformInfo(
+        iotPlatformId=platform_id(settings.node_name),
+        userTransportInfo=[
+            MbTransportInfo(
+                id=EVENTBUS_TRANSPORT,
+                name="KubeEdge-EventBus",
+                description="EdgeCore's MQTT broker carrying the device twin topics",
+                type="MB_TOPIC_BASED",
+                protocol="MQTT",
+                version="3.1.1",
+                endpoint=EndPointInfo(addresses=[_broker_address(settings.mqtt.url)]),
+                security=SecurityInfo(),
+                implSpecificInfo=TopicLists(**_topics(settings)),
+            )
         ],
-        "customServicesTransportInfo": [
-            {
-                "id": REST_TRANSPORT,
-                "name": "KubeEdge-Devices-REST",
-                "description": "devices, models, twins and subscriptions of this node",
-                "type": "REST_HTTP",
-                "protocol": "HTTP",
-                "version": "1.1",
-                "endpoint": {"uris": [device_api_url]},
-                "security": _security(settings),
-            }
+        customServicesTransportInfo=[
+            TransportInfo(
+                id=REST_TRANSPORT,
+                name="KubeEdge-Devices-REST",
+                description="devices, models, twins and subscriptions of this node",
+                type="REST_HTTP",
+                protocol="HTTP",
+                version="1.1",
+                endpoint=EndPointInfo(uris=[device_api_url]),
+                security=_security(settings),
+            )
         ],
-        "enabled": enabled,
-    }
+        enabled=enabled,
+    )
+    return encode(platform)
 
 
 # ------------------------------------------------------------------ queries
@@ -385,14 +421,16 @@ def _definition(device_id: DeviceId, body: _DeviceInfoIn, settings: Settings) ->
     return DeviceDefinition(device_id, model, node, labels)
 
 
-def _written(definition: DeviceDefinition, settings: Settings) -> dict[str, Any]:
-    return {
-        "deviceId": str(definition.id),
-        "deviceAuthenticationInfo": AUTH_INFO,
-        "deviceMetadata": _metadata(definition.model, definition.node, definition.labels),
-        "requestedIotPlatformId": platform_id(settings.node_name),
-        "enabled": True,
-    }
+def _written(definition: DeviceDefinition, settings: Settings) -> Json:
+    return encode(
+        device_info(
+            definition.id,
+            definition.model,
+            definition.node,
+            definition.labels,
+            platform_id(settings.node_name),
+        )
+    )
 
 
 async def create_device(request: web.Request) -> web.Response:
@@ -473,22 +511,22 @@ def openapi_paths() -> Json:
         "required": True,
         "schema": {"type": "string"},
     }
-    query = [
-        {
-            "name": "filter",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "(eq,<attribute>,<value>) on enabled, deviceId or requestedIotPlatformId",
-        },
-        {
-            "name": "fields",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "comma-separated attributes to return (the mandatory ones always are)",
-        },
-    ]
+
+    def query(fields: frozenset[str]) -> list[Json]:
+        return [
+            query_parameter(
+                "filter",
+                "(eq,<attribute>,<value>) on enabled, deviceId or requestedIotPlatformId; "
+                "several joined by ';' must all match",
+                pattern=_FILTER_PATTERN,
+            ),
+            query_parameter(
+                "fields",
+                "comma-separated attributes to return (the mandatory ones always are)",
+                pattern=_list_pattern(fields),
+            ),
+        ]
+
     many_devices = json_body({"type": "array", "items": device}, "Registered devices")
     one_device = json_body(device, "A registered device")
     created = json_body(device, "The Device CR was created", "Location")
@@ -524,7 +562,7 @@ def openapi_paths() -> Json:
             "get": {
                 "operationId": "iotsListDevices",
                 "summary": "This node's devices (MEC 033)",
-                "parameters": query,
+                "parameters": query(_DEVICE_FIELDS),
                 "responses": responses({"200": many_devices}, "400", "401"),
             },
             "post": {
@@ -543,7 +581,7 @@ def openapi_paths() -> Json:
             "get": {
                 "operationId": "iotsListPlatforms",
                 "summary": "KubeEdge on this node",
-                "parameters": query,
+                "parameters": query(_PLATFORM_FIELDS),
                 "responses": responses(
                     {"200": json_body({"type": "array", "items": platform}, "IoT platforms")},
                     "400",
@@ -577,9 +615,3 @@ def openapi_paths() -> Json:
             },
         },
     }
-
-
-def openapi_schemas() -> dict[str, Any]:
-    from mep_kubeedge_adapter.api.iots_schema import DEVICE_INFO, IOT_PLATFORM_INFO
-
-    return {"Mec033DeviceInfo": DEVICE_INFO, "Mec033IotPlatformInfo": IOT_PLATFORM_INFO}

@@ -1,10 +1,10 @@
 """``GET /openapi.json``: the API described as it is served (OpenAPI 3.1).
 
-The document is code, next to the encoders it describes, so a new field or route changes
-both in one commit; the API tests validate every response they receive against the served
-document, and a test compares its paths with the router's routes. Request bodies come from
-the pydantic models the handlers decode with, so a request schema cannot drift from the
-check that enforces it.
+The schemas are generated: request bodies from the pydantic models the handlers decode
+with, response bodies from the models that encode them (``schemas``), so neither can drift
+from what is checked or served. The operations are code beside the routes. The API tests
+validate every response they receive against the served document, and a test compares its
+paths with the router's routes.
 
 ``servers`` is the caller's own base URL (``links.base_url``): behind the MEP gateway the
 document points at ``https://<gateway>/<gwName>``, which is where the caller must send
@@ -28,156 +28,15 @@ from mep_kubeedge_adapter.api.openapi_parts import (
     Json,
     header_refs,
     json_body,
-    nullable,
-    pydantic_schemas,
+    model_schemas,
+    query_parameter,
     ref,
     responses,
 )
-from mep_kubeedge_adapter.api.problems import PROBLEM_TYPE_PREFIX
+from mep_kubeedge_adapter.api.schemas import RESPONSE_MODELS
+from mep_kubeedge_adapter.notify.models import SubscriptionRequest
 
 PATH = "/openapi.json"
-
-
-_LINK: Json = {
-    "type": "object",
-    "required": ["href"],
-    "properties": {"href": {"type": "string", "format": "uri"}},
-    "additionalProperties": False,
-}
-
-_TWIN_VALUE: Json = {
-    "type": "object",
-    "description": "One side of a twin property. Values are strings, as in KubeEdge.",
-    "required": ["value"],
-    "properties": {
-        "value": {"type": "string"},
-        "timestamp": {"type": "string", "format": "date-time"},
-    },
-    "additionalProperties": False,
-}
-
-_TWIN_PROPERTY: Json = {
-    "type": "object",
-    "required": ["type"],
-    "properties": {
-        "type": {
-            "type": "string",
-            "description": "The DeviceModel's type as KubeEdge spells it (INT, FLOAT, DOUBLE, "
-            "STRING, BOOLEAN, BYTES, STREAM) when the model names the property, "
-            "else the twin's type (int, float, boolean, string).",
-        },
-        "reported": ref("TwinValue"),
-        "desired": ref("TwinValue"),
-    },
-    "additionalProperties": False,
-}
-
-_TWIN_INFO: Json = {
-    "type": "object",
-    "required": ["properties"],
-    "properties": {
-        "properties": {"type": "object", "additionalProperties": ref("TwinPropertyInfo")}
-    },
-    "additionalProperties": False,
-}
-
-_DEVICE_INFO: Json = {
-    "type": "object",
-    "required": [
-        "namespace",
-        "name",
-        "model",
-        "node",
-        "labels",
-        "state",
-        "lastOnlineTime",
-        "twin",
-        "_links",
-    ],
-    "properties": {
-        "namespace": {"type": "string"},
-        "name": {"type": "string"},
-        "model": nullable({"type": "string"}),
-        "node": nullable({"type": "string"}),
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "state": nullable(
-            {"type": "string", "description": "online, offline, ok, unknown, unhealthy"}
-        ),
-        "lastOnlineTime": nullable({"type": "string", "description": "RFC 3339"}),
-        "twin": ref("TwinInfo"),
-        "_links": {
-            "type": "object",
-            "required": ["self", "twin"],
-            "properties": {"self": ref("Link"), "twin": ref("Link")},
-            "additionalProperties": False,
-        },
-    },
-    "additionalProperties": False,
-}
-
-_PROPERTY_SPEC: Json = {
-    "type": "object",
-    "required": ["name", "type", "accessMode", "unit", "description", "minimum", "maximum"],
-    "properties": {
-        "name": {"type": "string"},
-        "type": {"type": "string", "description": "INT, FLOAT, DOUBLE, STRING, BOOLEAN..."},
-        "accessMode": nullable({"type": "string", "description": "ReadWrite or ReadOnly"}),
-        "unit": nullable({"type": "string"}),
-        "description": nullable({"type": "string"}),
-        "minimum": nullable({"type": "string"}),
-        "maximum": nullable({"type": "string"}),
-    },
-    "additionalProperties": False,
-}
-
-_MODEL_INFO: Json = {
-    "type": "object",
-    "required": ["namespace", "name", "protocol", "properties", "_links"],
-    "properties": {
-        "namespace": {"type": "string"},
-        "name": {"type": "string"},
-        "protocol": nullable({"type": "string"}),
-        "properties": {"type": "array", "items": ref("DevicePropertySpec")},
-        "_links": {
-            "type": "object",
-            "required": ["self"],
-            "properties": {"self": ref("Link")},
-            "additionalProperties": False,
-        },
-    },
-    "additionalProperties": False,
-}
-
-_PROBLEM: Json = {
-    "type": "object",
-    "description": f"RFC 7807. ``type`` is ``{PROBLEM_TYPE_PREFIX}<kind>`` (not-found, invalid, "
-    "precondition-failed, upstream-rejected, upstream-timeout, unavailable, "
-    "not-implemented, unauthorized, too-large, unsupported-media-type, "
-    "method-not-allowed, internal...).",
-    "required": ["type", "title", "status", "detail", "instance"],
-    "properties": {
-        "type": {"type": "string", "format": "uri-reference"},
-        "title": {"type": "string"},
-        "status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "detail": {"type": "string"},
-        "instance": {"type": "string", "format": "uri-reference"},
-        "requestId": {"type": "string", "description": "as echoed in X-Request-Id"},
-    },
-}
-
-_HEALTH: Json = {
-    "type": "object",
-    "required": ["status"],
-    "properties": {"status": {"const": "alive"}},
-}
-
-_READINESS: Json = {
-    "type": "object",
-    "description": "The state of the EventBus (MQTT, EdgeCore), the kube source and the MEP.",
-    "required": ["status"],
-    "properties": {"status": {"enum": ["ready", "not-ready"]}},
-    "additionalProperties": True,
-}
 
 
 def _path_params(kind: str, example: str) -> list[Json]:
@@ -200,16 +59,6 @@ def _path_params(kind: str, example: str) -> list[Json]:
     ]
 
 
-def _query(name: str, description: str) -> Json:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": description,
-    }
-
-
 _OPEN: list[Json] = []
 """``security`` of the routes that never need a token."""
 
@@ -221,16 +70,19 @@ def _paths() -> Json:
                 "operationId": "listDevices",
                 "summary": "The node's devices, with their twins",
                 "parameters": [
-                    _query("namespace", "only devices in this namespace"),
-                    _query("model", "only devices of this DeviceModel"),
-                    _query("state", "only devices in this state (online, offline...)"),
+                    query_parameter("namespace", "only devices in this namespace"),
+                    query_parameter("model", "only devices of this DeviceModel"),
+                    query_parameter("state", "only devices in this state (online, offline...)"),
                     {
                         "name": "label",
                         "in": "query",
                         "required": False,
                         "style": "form",
                         "explode": True,
-                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "schema": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": devices.LABEL_FILTER_PATTERN},
+                        },
                         "description": "key=value; repeat for several labels (all must match)",
                     },
                 ],
@@ -318,7 +170,7 @@ def _paths() -> Json:
             "get": {
                 "operationId": "listDeviceModels",
                 "summary": "The DeviceModels of the node's devices",
-                "parameters": [_query("namespace", "only models in this namespace")],
+                "parameters": [query_parameter("namespace", "only models in this namespace")],
                 "responses": responses(
                     {
                         "200": json_body(
@@ -396,21 +248,7 @@ def _operations_paths() -> Json:
 
 @cache
 def _document(auth: bool) -> Json:
-    schemas: dict[str, Json] = {
-        "Problem": _PROBLEM,
-        "Link": _LINK,
-        "TwinValue": _TWIN_VALUE,
-        "TwinPropertyInfo": _TWIN_PROPERTY,
-        "TwinInfo": _TWIN_INFO,
-        "DeviceInfo": _DEVICE_INFO,
-        "DevicePropertySpec": _PROPERTY_SPEC,
-        "DeviceModelInfo": _MODEL_INFO,
-        "Health": _HEALTH,
-        "Readiness": _READINESS,
-        **pydantic_schemas(devices.TwinPatch),
-        **subscriptions.openapi_schemas(),
-        **iots.openapi_schemas(),
-    }
+    schemas = model_schemas([devices.TwinPatch, SubscriptionRequest], RESPONSE_MODELS)
     document: Json = {
         "openapi": "3.1.0",
         "info": {

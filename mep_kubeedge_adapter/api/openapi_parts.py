@@ -7,21 +7,29 @@ problem responses the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
+)
+from pydantic_core import core_schema
 
 from mep_kubeedge_adapter.api.problems import PROBLEM_JSON
 
 __all__ = [
     "HEADERS",
     "SCHEMAS",
+    "ComponentSchema",
     "Json",
     "header_refs",
     "json_body",
-    "nullable",
-    "pydantic_schemas",
+    "model_schemas",
+    "query_parameter",
     "ref",
     "responses",
 ]
@@ -36,16 +44,46 @@ def ref(name: str) -> Json:
     return {"$ref": SCHEMAS + name}
 
 
-def nullable(schema: Json) -> Json:
-    return {"anyOf": [schema, {"type": "null"}]}
+class ComponentSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema without per-property titles, and without ``default: null``
+    (a response leaves such an attribute out rather than sending ``null``)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        generated = super().default_schema(schema)
+        if "default" in generated and generated["default"] is None:
+            del generated["default"]
+        return generated
 
 
-def pydantic_schemas(model: type[BaseModel]) -> dict[str, Json]:
-    """A request model's JSON Schema, its ``$defs`` hoisted into the components."""
-    schema = model.model_json_schema(ref_template=SCHEMAS + "{model}", mode="validation")
-    found: dict[str, Json] = dict(schema.pop("$defs", {}))
-    found[model.model_config.get("title") or model.__name__] = schema
-    return found
+def model_schemas(
+    requests: Sequence[type[BaseModel]], answers: Sequence[type[BaseModel]]
+) -> dict[str, Json]:
+    """The component schemas of request models (as they validate) and response models (as
+    they serialise), with every model they refer to."""
+    keys: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in requests]
+    keys += [(m, "serialization") for m in answers]
+    _, top = models_json_schema(
+        keys, ref_template=SCHEMAS + "{model}", schema_generator=ComponentSchema
+    )
+    schemas: dict[str, Json] = top["$defs"]
+    return schemas
+
+
+def query_parameter(name: str, description: str, *, pattern: str | None = None) -> Json:
+    """An optional string query parameter; ``pattern`` states what the server accepts."""
+    schema: Json = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
 
 
 HEADERS: Json = {

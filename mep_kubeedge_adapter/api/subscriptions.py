@@ -26,11 +26,17 @@ from pydantic import ValidationError
 from mep_kubeedge_adapter.api.auth import CLAIMS, WEBSOCKET_BEARER_PROTOCOL
 from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, SubscriptionApi
-from mep_kubeedge_adapter.api.links import links
-from mep_kubeedge_adapter.api.openapi_parts import json_body, pydantic_schemas, responses
+from mep_kubeedge_adapter.api.links import links, websocket_url
+from mep_kubeedge_adapter.api.openapi_parts import json_body, ref, responses
 from mep_kubeedge_adapter.api.problems import validation_detail
+from mep_kubeedge_adapter.api.schemas import SubscriptionInfo, encode
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
-from mep_kubeedge_adapter.notify.models import Caller, SubscriptionRequest
+from mep_kubeedge_adapter.notify.models import (
+    Caller,
+    Subscription,
+    SubscriptionRequest,
+    subscription_href,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +75,14 @@ def _base(request: web.Request) -> str:
     return links(request, request.app[DEPS].settings.api.public_url).url(API_BASE)
 
 
+def subscription_info(subscription: Subscription, base_url: str) -> SubscriptionInfo:
+    """The subscription as the API answers with it, linked from the device API's
+    ``base_url`` as the caller reaches it (SPEC §4)."""
+    href = subscription_href(base_url, subscription.id)
+    websocket = websocket_url(href) + "/websocket" if subscription.request_websocket_uri else None
+    return SubscriptionInfo.of(subscription.id, subscription.request, href, websocket)
+
+
 async def _read_request(request: web.Request) -> SubscriptionRequest:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="send the subscription as application/json")
@@ -85,9 +99,9 @@ async def create_subscription(request: web.Request) -> web.Response:
     body = await _read_request(request)
     base = _base(request)
     subscription = await engine.create(body, base_url=base, caller=caller)
-    answer = engine.to_json(subscription, base)
+    answer = subscription_info(subscription, base)
     return web.json_response(
-        answer, status=201, headers={"Location": answer["_links"]["self"]["href"]}
+        encode(answer), status=201, headers={"Location": answer.links.self_.href}
     )
 
 
@@ -95,13 +109,13 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     engine = _engine(request)
     base = _base(request)
     listed = await engine.list(caller=_caller(request))
-    return web.json_response([engine.to_json(s, base) for s in listed])
+    return web.json_response([encode(subscription_info(s, base)) for s in listed])
 
 
 async def read_subscription(request: web.Request) -> web.Response:
     engine = _engine(request)
     subscription = await engine.get(request.match_info["subscription_id"], caller=_caller(request))
-    return web.json_response(engine.to_json(subscription, _base(request)))
+    return web.json_response(encode(subscription_info(subscription, _base(request))))
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
@@ -161,48 +175,10 @@ def add_routes(app: web.Application) -> None:
 
 # ------------------------------------------------------------------ OpenAPI
 
-_LINKS: dict[str, Any] = {
-    "type": "object",
-    "required": ["self"],
-    "properties": {"self": {"$ref": "#/components/schemas/Link"}},
-}
-
-
-def openapi_schemas() -> dict[str, dict[str, Any]]:
-    """The subscription schemas: the request as the engine's model decodes it, and the
-    subscription as ``to_json`` writes it."""
-    schemas = pydantic_schemas(SubscriptionRequest)
-    schemas["SubscriptionRequest"]["anyOf"] = [
-        {
-            "required": ["callbackReference"],
-            "properties": {"callbackReference": {"type": "string"}},
-        },
-        {
-            "required": ["requestWebsocketUri"],
-            "properties": {"requestWebsocketUri": {"const": True}},
-        },
-    ]
-    schemas["SubscriptionInfo"] = {
-        "type": "object",
-        "required": ["id", "subscriptionType", "requestWebsocketUri", "_links"],
-        "properties": {
-            "id": {"type": "string"},
-            **schemas["SubscriptionRequest"]["properties"],
-            "websocketUri": {
-                "type": "string",
-                "format": "uri",
-                "description": "ws:// or wss:// URL of this subscription's websocket "
-                "(when requestWebsocketUri was true)",
-            },
-            "_links": _LINKS,
-        },
-    }
-    return schemas
-
 
 def openapi_paths() -> dict[str, Any]:
     """The subscription operations for ``/openapi.json``."""
-    info = {"$ref": "#/components/schemas/SubscriptionInfo"}
+    info = ref("SubscriptionInfo")
     subscription_id = {
         "name": "subscription_id",
         "in": "path",
@@ -232,11 +208,7 @@ def _subscription_paths(subscription_id: dict[str, Any], info: dict[str, Any]) -
                 "summary": "Subscribe to twin, state or membership changes",
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/SubscriptionRequest"}
-                        }
-                    },
+                    "content": {"application/json": {"schema": ref("SubscriptionRequest")}},
                 },
                 "responses": responses(
                     {"201": json_body(info, "The new subscription", "Location")},

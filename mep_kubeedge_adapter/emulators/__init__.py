@@ -10,4 +10,6 @@ a misunderstanding shared by both sides must not be able to pass the tests.
 - `kubeapi`: a Kubernetes API server on loopback (the device CRDs, core/v1, apps/v1,
   metrics.k8s.io) and the edge cluster behind it (controllers, scheduler, EdgeCore's edged,
   metrics-server), for the tests and the demo's MECM half; see its README.md.
+- `usermgmt`: EdgeGallery's user-mgmt, signing the accessTokens an AppLCM plugin verifies.
+- `pki`: a throwaway CA and RSA server certificate, as the MEPM's TLS secret holds them.
 """

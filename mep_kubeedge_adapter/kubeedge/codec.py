@@ -25,9 +25,8 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic refuses typing's before Python 3.12
 
-from mep_kubeedge_adapter.domain import MAX_TIMESTAMP_MS, TwinValue
+from mep_kubeedge_adapter.domain import MAX_TIMESTAMP_MS, TwinState, TwinValue
 from mep_kubeedge_adapter.kubeedge.topics import TopicKind
-from mep_kubeedge_adapter.registry import TwinState
 
 
 class CodecError(ValueError):

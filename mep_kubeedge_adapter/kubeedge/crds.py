@@ -627,19 +627,34 @@ def decode_device_status(obj: Mapping[str, Any]) -> DeviceStatusCR:
 # write path
 
 
-def new_device(definition: DeviceDefinition) -> dict[str, Any]:
-    """The body of a new Device CR for ``definition``: model reference, node and labels, no
-    properties. ``apiVersion`` is left to the writer, which knows the served version."""
+def new_device(definition: DeviceDefinition, version: str) -> dict[str, Any]:
+    """The body of a new Device CR of the served ``version`` for ``definition``: model
+    reference, node and labels, no properties. ``apiVersion`` is left to the writer.
+
+    The node binding is ``spec.nodeName`` on v1beta1; v1alpha2 has no such field (an API
+    server prunes it) and binds through the ``nodeSelector`` cloudcore reads.
+    """
     metadata: dict[str, Any] = {
         "name": definition.id.name,
         "namespace": definition.id.namespace,
     }
     if definition.labels:
         metadata["labels"] = dict(definition.labels)
+    spec: dict[str, Any] = {"deviceModelRef": {"name": definition.model}}
+    if version == "v1beta1":
+        spec["nodeName"] = definition.node
+    else:
+        spec["nodeSelector"] = _v1alpha2_node_selector(definition.node)
+    return {"kind": "Device", "metadata": metadata, "spec": spec}
+
+
+def _v1alpha2_node_selector(node: str) -> dict[str, Any]:
+    """The selector of KubeEdge's own v1alpha2 samples: one term, one expression, the node
+    name its only value (the one part cloudcore reads)."""
     return {
-        "kind": "Device",
-        "metadata": metadata,
-        "spec": {"deviceModelRef": {"name": definition.model}, "nodeName": definition.node},
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "", "operator": "In", "values": [node]}]}
+        ]
     }
 
 

@@ -95,7 +95,8 @@ class DeviceCrWrites:
 
     async def create(self, definition: DeviceDefinition) -> None:
         """A new Device CR from ``definition``."""
-        await self.create_device(new_device(definition))
+        version = await self.version()
+        await self.create_device(new_device(definition, version))
 
     async def replace(self, definition: DeviceDefinition) -> None:
         """The current Device CR with the model, node and labels of ``definition``; a change

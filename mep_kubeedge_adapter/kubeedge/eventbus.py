@@ -34,7 +34,7 @@ import structlog
 from prometheus_client import Counter
 
 from mep_kubeedge_adapter.backoff import Backoff
-from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
+from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind, now_ms
 from mep_kubeedge_adapter.kubeedge.codec import (
     CodecError,
     ErrorResult,
@@ -73,10 +73,6 @@ _DEVICE_ID_CACHE = 4096
 """Topic ids remembered with their DeviceId (the layout settings never change)."""
 PUBLISH_TIMEOUT = 3600.0
 """Seconds aiomqtt may wait for a PUBACK; the request's own deadline is what bounds it."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _payload_bytes(payload: Any) -> bytes:
@@ -189,7 +185,7 @@ class EventBusClient:
         given up (MqttError), and ``run`` connects again."""
         self.silent_probes += 1
         if self.silent_since_ms is None:
-            self.silent_since_ms = _now_ms()
+            self.silent_since_ms = now_ms()
         self._set_responsive(False)
         self._status_changed()
         if self.silent_probes >= self._settings.silent_probes:
@@ -373,7 +369,7 @@ class EventBusClient:
         interval = self._settings.resync_interval
         if not interval or self.last_sync_ms is None:
             return False
-        return _now_ms() - self.last_sync_ms >= interval * 1000
+        return now_ms() - self.last_sync_ms >= interval * 1000
 
     async def _full_sync(
         self, client: aiomqtt.Client, members: MembershipList | None = None
@@ -393,7 +389,7 @@ class EventBusClient:
             self._metrics.syncs.labels("partial").inc()
             return False
         self._metrics.syncs.labels("complete").inc()
-        self.last_sync_ms = _now_ms()
+        self.last_sync_ms = now_ms()
         self._update_size_gauges()
         if not self.synced.is_set():
             log.info("eventbus_synced", devices=len(self._registry))
@@ -437,7 +433,7 @@ class EventBusClient:
         topic = twin_get_topic(self._topic_id(device_id))
         event_id = _new_event_id("get")
         try:
-            answer = await self._request(client, topic, event_id, encode_get(event_id, _now_ms()))
+            answer = await self._request(client, topic, event_id, encode_get(event_id, now_ms()))
         except TimeoutError:
             log.warning("twin_get_timeout", device=str(device_id))
             return False
@@ -463,7 +459,7 @@ class EventBusClient:
                 client,
                 membership_get_topic(self._node),
                 event_id,
-                encode_get(event_id, _now_ms()),
+                encode_get(event_id, now_ms()),
             )
         except TimeoutError:
             return None
@@ -508,7 +504,7 @@ class EventBusClient:
         if client is None or not self.connected:
             raise AdapterError(ErrorKind.UNAVAILABLE, "not connected to EdgeCore's EventBus")
         event_id = _new_event_id("write")
-        payload = encode_desired_update(event_id, _now_ms(), values)
+        payload = encode_desired_update(event_id, now_ms(), values)
         topic = twin_update_topic(self._topic_id(device_id))
         try:
             answer = await self._request(client, topic, event_id, payload)
@@ -642,8 +638,17 @@ class EventBusClient:
         return "applied"
 
     async def _fetch_twin_logged(self, client: aiomqtt.Client, device_id: DeviceId) -> None:
-        with contextlib.suppress(aiomqtt.MqttError, AdapterError):
+        """Read a new member's twin; a failure is logged, and the twin waits for the next
+        resync (the periodic one, or the one after a reconnect)."""
+        try:
             await self._fetch_twin(client, device_id)
+        except (aiomqtt.MqttError, AdapterError) as exc:
+            log.warning(
+                "twin_get_failed",
+                device=str(device_id),
+                error=str(exc),
+                detail="the twin is read again at the next resync",
+            )
 
     def _registry_has_eventbus(self, device_id: DeviceId) -> bool:
         device = self._registry.get(device_id)

@@ -10,8 +10,10 @@ How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
 3. ``410 Gone`` re-lists. The new list is diffed against what was applied: objects gone from it
    are deleted, objects whose resourceVersion changed are applied again, the rest are skipped,
    so a re-list produces no duplicated and no lost change events;
-4. every failure waits on the service's backoff policy before the next try; a resource that is
-   no longer served (404) triggers a new discovery. An answer that says when to come back
+4. every failure of the API server or the network waits on the service's backoff policy
+   before the next try; a resource that is no longer served (404) triggers a new discovery.
+   Anything else is a bug and is not retried here: it ends :meth:`KubeSource.run`, and the
+   supervisor logs it with its traceback and restarts the source. An answer that says when to come back
    (``Retry-After``: a restarted API server's 429 "storage is (re)initializing" and 503) is
    followed instead, and the first answer after an outage resets the backoff: the delays
    grown while the server was away are not carried into its recovery.
@@ -49,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,10 +68,10 @@ from mep_kubeedge_adapter.domain import (
     ModelId,
     PropertySpec,
     TwinValue,
+    now_ms,
 )
 from mep_kubeedge_adapter.kubeedge.crds import (
     API_GROUP,
-    SUPPORTED_VERSIONS,
     DeviceCR,
     DeviceModelCR,
     DeviceStatusCR,
@@ -79,17 +80,23 @@ from mep_kubeedge_adapter.kubeedge.crds import (
     decode_device_model,
     decode_device_status,
 )
+from mep_kubeedge_adapter.kubeedge.crlists import (
+    DEVICE_MODELS,
+    DEVICE_STATUSES,
+    RESOURCES,
+    Discovery,
+    discover_blocking,
+    list_blocking,
+)
 from mep_kubeedge_adapter.kubeedge.crwrites import DEVICES, DeviceCrWrites, KubeDesiredWriter
 from mep_kubeedge_adapter.kubeedge.kubeclient import (
     CONNECT_TIMEOUT,
-    REQUEST_TIMEOUT,
     TRANSIENT,
     KubeAccess,
     KubeClientError,
     build_api_client,
     describe_error,
     retry_after,
-    served_resources,
 )
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
@@ -106,13 +113,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-DEVICE_MODELS: Final = "devicemodels"
-DEVICE_STATUSES: Final = "devicestatuses"
-_RESOURCES: Final = (DEVICES, DEVICE_MODELS, DEVICE_STATUSES)
 
 WATCH_READ_GRACE: Final = 30.0
 """A watch may stay silent this much longer than its server-side timeout before it is cut."""
-LIST_PAGE: Final = 500
 STOP_GRACE: Final = 3.0
 """Seconds to wait for a watch thread to end after its socket was cut."""
 _QUICK: Final = 1.0
@@ -125,24 +128,8 @@ _SETTLED: Final = 10.0
 Key = tuple[str, str]
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 # --------------------------------------------------------------------------------------------
 # state
-
-
-@dataclass(frozen=True, slots=True)
-class Discovery:
-    """What the API server serves of ``devices.kubeedge.io``."""
-
-    version: str
-    resources: frozenset[str]
-
-    @property
-    def has_device_status(self) -> bool:
-        return DEVICE_STATUSES in self.resources
 
 
 @dataclass(slots=True)
@@ -235,7 +222,7 @@ class KubeSource:
         *,
         backoff: Callable[[], Backoff] | None = None,
         rediscover_interval: float | None = None,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         if settings.source == "none":
             raise ValueError("the kube source is disabled (MKA_KUBE__SOURCE=none)")
@@ -248,8 +235,8 @@ class KubeSource:
         self._clock = clock
         self.access = KubeAccess(partial(build_api_client, settings), source=settings.source)
         self._discovery: Discovery | None = None
-        self._resources = {plural: ResourceState() for plural in _RESOURCES}
-        self._caches = {plural: _Cache() for plural in _RESOURCES}
+        self._resources = {plural: ResourceState() for plural in RESOURCES}
+        self._caches = {plural: _Cache() for plural in RESOURCES}
         self._statuses: dict[DeviceId, DeviceStatusCR] = {}
         self._desired_stamps: dict[DeviceId, dict[str, TwinValue]] = {}
         self._watch_gen: dict[str, int] = {}
@@ -309,7 +296,7 @@ class KubeSource:
         """Discover, list and watch until cancelled; every failure is retried with backoff."""
         backoff = self._new_backoff()
         self._executor = ThreadPoolExecutor(
-            max_workers=len(_RESOURCES), thread_name_prefix="kube-watch"
+            max_workers=len(RESOURCES), thread_name_prefix="kube-watch"
         )
         try:
             while True:
@@ -357,7 +344,7 @@ class KubeSource:
 
     async def _discover(self) -> Discovery:
         namespace = self._settings.namespace
-        found = await self.access.call(lambda api: _discover_blocking(api, namespace))
+        found = await self.access.call(lambda api: discover_blocking(api, namespace))
         if found is None:
             raise KubeClientError(f"the API server serves no {API_GROUP} Device resource")
         return found
@@ -381,7 +368,7 @@ class KubeSource:
 
     async def _run_resources(self, discovery: Discovery) -> None:
         async with asyncio.TaskGroup() as group:
-            for plural in _RESOURCES:
+            for plural in RESOURCES:
                 if plural in discovery.resources:
                     group.create_task(
                         self._list_watch(plural, discovery.version), name=f"kube-{plural}"
@@ -436,10 +423,10 @@ class KubeSource:
                 answering = bool(exc.status)
                 pause = retry_after(exc, backoff.cap)
                 self._failed(plural, exc)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, OSError, KubeClientError) as exc:
                 answering = False
                 self._failed(plural, exc)
-            except Exception as exc:  # anything else must not stop the other resources
+            except ValueError as exc:  # an answer the client could not decode
                 log.error("kube_list_watch_error", resource=plural, exc_info=exc)
                 self._failed(plural, exc)
             if healthy:
@@ -461,7 +448,7 @@ class KubeSource:
         namespace = self._settings.namespace
         try:
             items, rv = await self.access.call(
-                lambda api: _list_blocking(api, plural, version, namespace)
+                lambda api: list_blocking(api, plural, version, namespace)
             )
         except client.ApiException as exc:
             if exc.status == 410:
@@ -751,7 +738,7 @@ class KubeSource:
 
 
 # --------------------------------------------------------------------------------------------
-# blocking helpers (worker threads)
+# helpers
 
 
 def _status_facts(
@@ -784,77 +771,3 @@ async def _stop_watch(w: watch.Watch, future: asyncio.Future[Any]) -> None:
         await asyncio.wait({future}, timeout=0.1)
     if not future.done():
         log.warning("kube_watch_thread_lingers")
-
-
-def _custom_list(
-    api: client.ApiClient, version: str, plural: str, namespace: str | None
-) -> Callable[..., Any]:
-    custom = client.CustomObjectsApi(api)
-    if namespace:
-
-        def namespaced(**kwargs: Any) -> Any:
-            return custom.list_namespaced_custom_object(
-                API_GROUP, version, namespace, plural, **kwargs
-            )
-
-        return namespaced
-
-    def everywhere(**kwargs: Any) -> Any:
-        return custom.list_cluster_custom_object(API_GROUP, version, plural, **kwargs)
-
-    return everywhere
-
-
-def _list_blocking(
-    api: client.ApiClient, plural: str, version: str, namespace: str | None
-) -> tuple[list[Any], str]:
-    """All objects (paged) and the first page's resourceVersion."""
-    fn = _custom_list(api, version, plural, namespace)
-    items: list[Any] = []
-    rv: str | None = None
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {
-            "limit": LIST_PAGE,
-            "_request_timeout": REQUEST_TIMEOUT,
-        }
-        if token:
-            kwargs["_continue"] = token
-        page = fn(**kwargs)
-        if not isinstance(page, Mapping):
-            raise client.ApiException(status=0, reason="the list answer is not an object")
-        meta = page.get("metadata") or {}
-        if rv is None:
-            rv = str(meta.get("resourceVersion") or "")
-        items.extend(page.get("items") or [])
-        token = meta.get("continue") or None
-        if not token:
-            break
-    return items, rv or ""
-
-
-def _discover_blocking(api: client.ApiClient, namespace: str | None) -> Discovery | None:
-    """The newest served version with Devices, and which of the three resources it serves."""
-    wanted = frozenset(_RESOURCES)
-    for version in SUPPORTED_VERSIONS:
-        names = served_resources(api, API_GROUP, version)
-        if names is not None and DEVICES in names:
-            return Discovery(version, frozenset(names & wanted))
-    # No discovery document: ask the collections themselves.
-    for version in SUPPORTED_VERSIONS:
-        served = frozenset(p for p in _RESOURCES if _collection_served(api, version, p, namespace))
-        if DEVICES in served:
-            return Discovery(version, served)
-    return None
-
-
-def _collection_served(
-    api: client.ApiClient, version: str, plural: str, namespace: str | None
-) -> bool:
-    try:
-        _custom_list(api, version, plural, namespace)(limit=1, _request_timeout=REQUEST_TIMEOUT)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True

@@ -18,7 +18,14 @@ from mep_kubeedge_adapter.mecm.kube import Cluster, KubeApiError
 from mep_kubeedge_adapter.mecm.placement import INSTANCE_LABEL, place
 from mep_kubeedge_adapter.mecm.state import ObjectRef
 
-__all__ = ["aksk_secret", "apply_object", "delete_object", "ensure_namespace", "install_order"]
+__all__ = [
+    "aksk_secret",
+    "apply_object",
+    "delete_object",
+    "ensure_namespace",
+    "install_order",
+    "namespace_owner",
+]
 
 _ORDER: Final = (
     "Namespace",
@@ -76,11 +83,25 @@ def _owner(obj: Mapping[str, Any]) -> str | None:
     return str(owner) if owner is not None else None
 
 
+def namespace_owner(namespace: Mapping[str, Any]) -> str | None:
+    """The app instance a Namespace object was created for (its instance label), if any."""
+    return _owner(namespace)
+
+
 async def ensure_namespace(cluster: Cluster, namespace: str, instance_id: str) -> bool:
-    """Create ``namespace`` if needed; True if it is this instance's (created by it)."""
+    """Create ``namespace`` if needed; True if it is this instance's (created by it).
+
+    A namespace being deleted (Terminating) accepts no new objects; that is an UNAVAILABLE
+    error telling the caller to try again once it is gone.
+    """
     resource = await cluster.resource("v1", "Namespace")
     existing = await cluster.get(resource.path(None, namespace), f"namespace {namespace}")
     if existing is not None:
+        if (existing.get("metadata") or {}).get("deletionTimestamp"):
+            raise AdapterError(
+                ErrorKind.UNAVAILABLE,
+                f"namespace {namespace} is being deleted; instantiate again once it is gone",
+            )
         return _owner(existing) == instance_id
     body = place(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},

@@ -37,6 +37,9 @@ __all__ = [
     "load_manifests",
 ]
 
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""PyYAML's safe loader, in C (libyaml) where installed: charts are parsed on every instantiate."""
+
 TOSCA_META: Final = "TOSCA-Metadata/TOSCA.meta"
 DEPLOYMENT_DIR: Final = "Artifacts/Deployment"
 CHARTS_DIR: Final = "Artifacts/Deployment/Charts"
@@ -224,7 +227,8 @@ def chart_default_values(data: bytes, top: str) -> dict[str, Any]:
             for member in archive:
                 if member.isfile() and member.name.lstrip("./") == f"{top}/values.yaml":
                     handle = archive.extractfile(member)
-                    loaded = yaml.safe_load(handle.read()) if handle is not None else None
+                    text = handle.read() if handle is not None else b""
+                    loaded = yaml.load(text, Loader=SAFE_LOADER)
                     return loaded if isinstance(loaded, dict) else {}
     except (tarfile.TarError, EOFError, OSError, yaml.YAMLError) as exc:
         raise PackageRefused(f"the chart's values.yaml cannot be read ({exc})") from None
@@ -234,7 +238,7 @@ def chart_default_values(data: bytes, top: str) -> dict[str, Any]:
 def load_manifests(path: Path, name: str) -> list[dict[str, Any]]:
     """The Kubernetes objects of a plain manifest file; PackageRefused if one is malformed."""
     try:
-        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        documents = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PackageRefused(f"{name} is not valid YAML ({exc})") from None
     objects: list[dict[str, Any]] = []

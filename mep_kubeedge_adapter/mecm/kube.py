@@ -217,6 +217,10 @@ class Cluster:
 
     # ------------------------------------------------------------------ async API
 
+    async def server(self) -> str:
+        """The API server's URL: two kubeconfigs naming the same URL reach the same cluster."""
+        return await self._run(lambda: str(self._client().configuration.host).rstrip("/"))
+
     async def resource(self, api_version: str, kind: str) -> Resource:
         return await self._run(lambda: self._resource(api_version, kind))
 

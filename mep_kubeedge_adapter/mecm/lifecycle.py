@@ -37,6 +37,7 @@ from mep_kubeedge_adapter.mecm.apply import (
     delete_object,
     ensure_namespace,
     install_order,
+    namespace_owner,
 )
 from mep_kubeedge_adapter.mecm.csar import (
     chart_default_values,
@@ -337,9 +338,10 @@ class AppLcm:
             for artifact in package.artifacts:
                 objects.extend(await self._blocking(load_manifests, root / artifact, artifact))
             return _Workload(objects, namespace)
-        chart = (root / package.artifacts[0]).read_bytes()
-        top = check_chart_archive(chart, self._limits, name=package.artifacts[0])
-        namespace = instance_namespace(parameters, chart_default_values(chart, top))
+        chart, defaults = await self._blocking(
+            _read_chart, root / package.artifacts[0], self._limits, package.artifacts[0]
+        )
+        namespace = instance_namespace(parameters, defaults)
         values = chart_values(parameters, instance_id=instance_id, namespace=namespace)
         try:
             rendered = await self._blocking(_render, chart, values, instance_id, namespace)
@@ -358,9 +360,14 @@ class AppLcm:
         """Namespace, AK/SK Secret, then the objects; recorded as they are created."""
         instance_id, namespace = record.instance_id, workload.namespace
         if namespace != "default":
-            created = await ensure_namespace(cluster, namespace, instance_id)
-            record = replace(record, created_namespace=record.created_namespace or created)
-        await self._store.put_instance(record)
+            # Under the namespace's lock until the record names it, so that a terminate of
+            # another instance sees this one as a user before it would delete the namespace.
+            async with self._locks.hold(_namespace_key(namespace)):
+                created = await ensure_namespace(cluster, namespace, instance_id)
+                record = replace(record, created_namespace=record.created_namespace or created)
+                await self._store.put_instance(record)
+        else:
+            await self._store.put_instance(record)
         objects = list(workload.objects)
         secret_name = aksk_secret_name(instance_id)
         if not any(
@@ -394,16 +401,68 @@ class AppLcm:
             cluster = await self._cluster(record.tenant, record.host)
             remaining = list(record.objects)
             for ref in reversed(record.objects):
+                if _is_namespace(ref):
+                    continue  # released below, like the instance's own namespace
                 await delete_object(cluster, ref)
                 remaining.remove(ref)
                 await self._store.put_instance(replace(record, objects=tuple(remaining)))
-            if record.created_namespace:
-                await delete_object(cluster, ObjectRef("v1", "Namespace", "", record.namespace))
+            for namespace in _released_namespaces(record):
+                async with self._locks.hold(_namespace_key(namespace)):
+                    await self._release_namespace(cluster, record, namespace)
             await self._store.put_instance(
                 replace(record, objects=(), created_namespace=False, state="terminated")
             )
         log.info("mecm.terminated", tenant=tenant, host=host, instance=instance_id)
         return SUCCESS
+
+    async def _release_namespace(
+        self, cluster: Cluster, record: InstanceRecord, namespace: str
+    ) -> None:
+        """Delete ``namespace`` if the plugin created it and no other live instance uses it.
+
+        The plugin created a namespace when its instance label names an app instance the
+        plugin knows (this one or another, live or terminated). Any other namespace (made by
+        the cluster's operator, say) is left as it is: only the instance's objects go.
+        """
+        resource = await cluster.resource("v1", "Namespace")
+        existing = await cluster.get(resource.path(None, namespace), f"namespace {namespace}")
+        if existing is None or (existing.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        owner = namespace_owner(existing)
+        if owner is None or (
+            owner != record.instance_id and await self._store.instance(owner) is None
+        ):
+            log.info("mecm.namespace.left", namespace=namespace, reason="not created by the plugin")
+            return
+        users = await self._namespace_users(cluster, record, namespace)
+        if users:
+            log.info("mecm.namespace.kept", namespace=namespace, users=users)
+            return
+        await delete_object(cluster, ObjectRef("v1", "Namespace", "", namespace))
+
+    async def _namespace_users(
+        self, cluster: Cluster, record: InstanceRecord, namespace: str
+    ) -> list[str]:
+        """The other live instances with objects in ``namespace`` of ``cluster``.
+
+        Instances of other (tenant, host) pairs share the cluster when their kubeconfig names
+        the same API server (one kubeconfig serves every edge node of a cluster); one whose
+        kubeconfig is gone or unusable counts as a user (the namespace is kept, not lost).
+        """
+        server = await cluster.server()
+        users: list[str] = []
+        for other in await self._store.live_instances():
+            if other.instance_id == record.instance_id or namespace not in _namespaces(other):
+                continue
+            if (other.tenant, other.host) != (record.tenant, record.host):
+                try:
+                    elsewhere = await (await self._cluster(other.tenant, other.host)).server()
+                except AdapterError:
+                    elsewhere = server
+                if elsewhere != server:
+                    continue
+            users.append(other.instance_id)
+        return users
 
     async def _known_instance(self, tenant: str, instance_id: str) -> InstanceRecord:
         record = await self._store.instance(instance_id)
@@ -510,6 +569,13 @@ class AppLcm:
         return _json(status.workload_events_document(pods, events))
 
 
+def _read_chart(path: Path, limits: UnpackLimits, name: str) -> tuple[bytes, dict[str, Any]]:
+    """The chart archive's bytes and its own values.yaml (blocking: file and YAML work)."""
+    chart = path.read_bytes()
+    top = check_chart_archive(chart, limits, name=name)
+    return chart, chart_default_values(chart, top)
+
+
 def _render(
     chart: bytes, values: dict[str, Any], release: str, namespace: str
 ) -> tuple[dict[str, Any], ...]:
@@ -517,9 +583,26 @@ def _render(
 
 
 def _namespaces(record: InstanceRecord) -> list[str]:
+    """The namespaces the instance has (or will have) objects in."""
     found = {record.namespace}
     found.update(o.namespace for o in record.objects if o.namespace)
     return sorted(found)
+
+
+def _is_namespace(ref: ObjectRef) -> bool:
+    return (ref.api_version, ref.kind) == ("v1", "Namespace")
+
+
+def _released_namespaces(record: InstanceRecord) -> list[str]:
+    """What terminate considers deleting: the instance's namespaces and the ones it applied."""
+    found = set(_namespaces(record))
+    found.update(ref.name for ref in record.objects if _is_namespace(ref))
+    found.discard("default")
+    return sorted(found)
+
+
+def _namespace_key(namespace: str) -> str:
+    return f"namespace:{namespace}"
 
 
 def _json(document: Mapping[str, Any]) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from mep_kubeedge_adapter.mecm.csar import SAFE_LOADER
+
 __all__ = ["ChartError", "RenderedChart", "render_chart"]
 
 
@@ -75,7 +77,7 @@ def render_chart(
 
 def _documents(path: str, text: str) -> list[dict[str, Any]]:
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
         raise ChartError(f"{path} renders to invalid YAML: {exc}") from exc
     objects: list[dict[str, Any]] = []

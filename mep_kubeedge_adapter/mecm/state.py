@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import aiosqlite
 
@@ -226,17 +226,31 @@ class LcmStore:
 
     async def instance(self, instance_id: str) -> InstanceRecord | None:
         async with self.db.execute(
-            "SELECT tenant, host, package_id, namespace, node, created_namespace, objects, state "
-            "FROM instances WHERE instance_id = ?",
-            (instance_id,),
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
         ) as cursor:
             row = await cursor.fetchone()
-        if row is None:
-            return None
-        objects = tuple(ObjectRef(*(str(p) for p in o)) for o in json.loads(row[6]))
-        state: Literal["instantiated", "terminated"] = (
-            "terminated" if row[7] == "terminated" else "instantiated"
-        )
-        return InstanceRecord(
-            instance_id, row[0], row[1], row[2], row[3], row[4], bool(row[5]), objects, state
-        )
+        return None if row is None else _instance(row)
+
+    async def live_instances(self) -> list[InstanceRecord]:
+        """Every instance not terminated (instantiated, or its instantiation under way)."""
+        async with self.db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE state != 'terminated' "
+            "ORDER BY instance_id"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_instance(row) for row in rows]
+
+
+_INSTANCE_COLUMNS = (
+    "instance_id, tenant, host, package_id, namespace, node, created_namespace, objects, state"
+)
+
+
+def _instance(row: Any) -> InstanceRecord:
+    objects = tuple(ObjectRef(*(str(p) for p in o)) for o in json.loads(row[7]))
+    state: Literal["instantiated", "terminated"] = (
+        "terminated" if row[8] == "terminated" else "instantiated"
+    )
+    return InstanceRecord(
+        row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), objects, state
+    )

@@ -326,6 +326,11 @@ class Registrar:
             self._dirty = True
             self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        """:meth:`shutdown` was called: :meth:`run` returns once it has deregistered."""
+        return self._stop.is_set()
+
     async def shutdown(self) -> None:
         """Stop the loop and wait until every instance is deregistered (bounded)."""
         self._stop.set()

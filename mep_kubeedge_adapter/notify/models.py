@@ -37,7 +37,11 @@ class FilteringCriteria(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    devices: list[str] = Field(default_factory=list, description='device ids, "ns/name"')
+    devices: list[str] = Field(
+        default_factory=list,
+        description='device ids, "ns/name"',
+        json_schema_extra={"items": {"type": "string", "pattern": "^[^/]+/[^/]+$"}},
+    )
     models: list[str] = Field(default_factory=list, description="DeviceModel names")
     properties: list[str] = Field(
         default_factory=list, description="twin properties (twin subscriptions only)"
@@ -74,7 +78,22 @@ class TimeStamp(BaseModel):
 class SubscriptionRequest(BaseModel):
     """The POST /subscriptions body (SPEC §4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["callbackReference"],
+                    "properties": {"callbackReference": {"type": "string"}},
+                },
+                {
+                    "required": ["requestWebsocketUri"],
+                    "properties": {"requestWebsocketUri": {"const": True}},
+                },
+            ]
+        },
+    )
 
     subscriptionType: SubscriptionType
     callbackReference: str | None = Field(None, min_length=1, max_length=2048)

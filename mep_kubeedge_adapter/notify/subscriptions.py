@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import time
 import uuid
 from collections import Counter
@@ -32,7 +33,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
+from mep_kubeedge_adapter.domain import AdapterError, ErrorKind, now_ms
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy, OwnAddresses
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.dispatcher import NotificationDispatcher
@@ -43,14 +44,12 @@ from mep_kubeedge_adapter.notify.models import (
     SubscriptionRequest,
     SubscriptionType,
     TimeStamp,
-    subscription_href,
 )
 from mep_kubeedge_adapter.notify.websocket import POLICY_VIOLATION
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
-from mep_kubeedge_adapter.settings import ApiSettings
+from mep_kubeedge_adapter.settings import ApiSettings, NotifySettings
 from mep_kubeedge_adapter.store import StoredSubscription, SubscriptionStore
-from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = [
     "THE_ADAPTER",
@@ -73,16 +72,39 @@ THE_ADAPTER = Caller()
 """The caller of internal uses (benchmarks, the demo): no subject, so it sees everything."""
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True, slots=True)
 class SubscriptionLimits:
     """How many subscriptions the adapter holds (``total``) and one caller may hold."""
 
     total: int = 1000
     per_caller: int = 100
+
+
+_RENAMED_SETTINGS = {"retry_base": "backoff_base", "retry_cap": "backoff_cap"}
+"""``MKA_NOTIFY__`` settings whose ``DeliverySettings`` field has another name."""
+_LIMIT_SETTINGS = {"max_subscriptions": "total", "max_subscriptions_per_caller": "per_caller"}
+"""The ``MKA_NOTIFY__`` settings that are ``SubscriptionLimits``."""
+
+
+def delivery_settings(notify: NotifySettings) -> DeliverySettings:
+    """``DeliverySettings`` from the ``notify`` settings group: each setting goes to the field
+    of its name (or its renamed field); the fields no setting names keep their defaults."""
+    fields = {f.name for f in dataclasses.fields(DeliverySettings)}
+    given: dict[str, Any] = {}
+    for name, value in notify.model_dump().items():
+        field = _RENAMED_SETTINGS.get(name, name)
+        if field in fields:
+            given[field] = value
+        elif name not in _LIMIT_SETTINGS:
+            raise TypeError(f"notify.{name} is neither a delivery setting nor a limit")
+    return DeliverySettings(**given)
+
+
+def subscription_limits(notify: NotifySettings) -> SubscriptionLimits:
+    """``SubscriptionLimits`` from the ``notify`` settings group."""
+    return SubscriptionLimits(
+        **{field: getattr(notify, name) for name, field in _LIMIT_SETTINGS.items()}
+    )
 
 
 class SubscriptionService:
@@ -100,7 +122,7 @@ class SubscriptionService:
         api: ApiSettings,
         *,
         delivery: DeliverySettings | None = None,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = now_ms,
         monotonic: Callable[[], float] = time.monotonic,
         expiry_interval: float = 2.0,
         fallback_base_url: Callable[[], str] | None = None,
@@ -129,7 +151,6 @@ class SubscriptionService:
             monotonic=monotonic,
         )
         self._subscriptions: dict[str, Subscription] = {}
-        self._expiry_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,7 +196,6 @@ class SubscriptionService:
             )
         self._update_gauge()
         await self.dispatcher.start()
-        self._expiry_task = asyncio.create_task(self._expire_loop(), name="notify-expiry")
         log.info("subscriptions_loaded", count=len(self._subscriptions))
 
     async def _refusal_at_start(self, subscription: Subscription) -> str | None:
@@ -191,10 +211,7 @@ class SubscriptionService:
         return None
 
     async def stop(self) -> None:
-        """Stop expiring and delivering; in-flight callbacks get a short grace."""
-        if self._expiry_task is not None:
-            await cancel_and_wait(self._expiry_task)
-            self._expiry_task = None
+        """Stop delivering; in-flight callbacks get a short grace."""
         await self.dispatcher.stop()
 
     async def close_websockets(self) -> None:
@@ -304,14 +321,6 @@ class SubscriptionService:
             log.info("subscriptions_expired", subscriptions=sorted(set(expired) | set(stored)))
         return sorted(set(expired) | set(stored))
 
-    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]:
-        """The subscription as the API returns it, linked from ``base_url`` (SPEC §4)."""
-        body: dict[str, Any] = {"id": subscription.id, **subscription.body()}
-        body["_links"] = {"self": {"href": subscription_href(base_url, subscription.id)}}
-        if subscription.request_websocket_uri:
-            body["websocketUri"] = websocket_uri(base_url, subscription.id)
-        return body
-
     async def serve_websocket(
         self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller = THE_ADAPTER
     ) -> None:
@@ -337,7 +346,9 @@ class SubscriptionService:
 
     # ------------------------------------------------------------------ internals
 
-    async def _expire_loop(self) -> None:
+    async def run_expiry(self) -> None:
+        """Remove expired subscriptions every ``expiry_interval`` seconds, until cancelled;
+        the owner runs it as a supervised task between ``start()`` and ``stop()``."""
         while True:
             await asyncio.sleep(self._expiry_interval)
             try:
@@ -380,13 +391,3 @@ class SubscriptionService:
             counts[subscription.subscription_type] += 1
         for kind, count in counts.items():
             self._metrics.subscriptions.labels(type=kind).set(count)
-
-
-def websocket_uri(base_url: str, subscription_id: str) -> str:
-    """``ws(s)://…/subscriptions/{id}/websocket`` for an ``http(s)://`` API base."""
-    base = base_url.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://") :]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://") :]
-    return f"{base}/subscriptions/{subscription_id}/websocket"

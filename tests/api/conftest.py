@@ -40,22 +40,14 @@ from mep_kubeedge_adapter.domain import (
     ErrorKind,
     ModelId,
     PropertySpec,
+    TwinState,
     TwinValue,
 )
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
-from mep_kubeedge_adapter.notify.models import (
-    Caller,
-    Subscription,
-    SubscriptionRequest,
-    subscription_href,
-)
-from mep_kubeedge_adapter.notify.subscriptions import (
-    SubscriptionLimits,
-    SubscriptionService,
-    websocket_uri,
-)
+from mep_kubeedge_adapter.notify.models import Caller, Subscription, SubscriptionRequest
+from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 from mep_kubeedge_adapter.settings import ApiSettings, Settings
 from mep_kubeedge_adapter.store import SubscriptionStore
 from mep_kubeedge_adapter.usecases import DesiredWriter
@@ -188,13 +180,6 @@ class InMemorySubscriptions:
     async def delete(self, subscription_id: str, *, caller: Caller) -> None:
         await self.get(subscription_id, caller=caller)
         del self._items[subscription_id]
-
-    def to_json(self, subscription: Subscription, base_url: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": subscription.id, **subscription.body()}
-        body["_links"] = {"self": {"href": subscription_href(base_url, subscription.id)}}
-        if subscription.request_websocket_uri:
-            body["websocketUri"] = websocket_uri(base_url, subscription.id)
-        return body
 
     async def serve_websocket(
         self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from mep_kubeedge_adapter.domain import DeviceId, TwinValue
+from mep_kubeedge_adapter.domain import DeviceId, TwinState, TwinValue
 from mep_kubeedge_adapter.notify import SubscriptionService
-from mep_kubeedge_adapter.registry import DeviceRegistry, TwinState
+from mep_kubeedge_adapter.registry import DeviceRegistry
 from tests.api.conftest import ApiHarness, HarnessFactory, RecordingWriter
 from tests.api.test_iots import Iots, _serve
 

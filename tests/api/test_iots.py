@@ -18,7 +18,8 @@ from openapi_schema_validator import OAS31Validator
 
 from mep_kubeedge_adapter.api.app import ApiDeps, create_app
 from mep_kubeedge_adapter.api.deps import DeviceCrs
-from mep_kubeedge_adapter.api.iots_schema import DEVICE_INFO, IOT_PLATFORM_INFO
+from mep_kubeedge_adapter.api.openapi_parts import ComponentSchema
+from mep_kubeedge_adapter.api.schemas import Mec033DeviceInfo, Mec033IotPlatformInfo
 from mep_kubeedge_adapter.domain import AdapterError, DeviceDefinition, DeviceId, ErrorKind
 from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
 from mep_kubeedge_adapter.observability import Metrics
@@ -27,6 +28,13 @@ from mep_kubeedge_adapter.settings import Settings
 from mep_kubeedge_adapter.usecases import UnsupportedWriter
 
 PLATFORM_ID = "kubeedge-edge-1.lan"
+DEVICE_INFO = Mec033DeviceInfo.model_json_schema(
+    mode="serialization", schema_generator=ComponentSchema
+)
+IOT_PLATFORM_INFO = Mec033IotPlatformInfo.model_json_schema(
+    mode="serialization", schema_generator=ComponentSchema
+)
+"""The MEC 033 schemas as ``/openapi.json`` publishes them, standalone (``$defs`` inside)."""
 
 PROBLEM = {
     "type": "object",

@@ -9,12 +9,21 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from mep_kubeedge_adapter.api.schemas import encode
+from mep_kubeedge_adapter.api.subscriptions import subscription_info
 from mep_kubeedge_adapter.notify import SubscriptionService
-from mep_kubeedge_adapter.notify.models import Caller
+from mep_kubeedge_adapter.notify.models import (
+    Caller,
+    FilteringCriteria,
+    Subscription,
+    SubscriptionRequest,
+    TimeStamp,
+)
 from tests.api.conftest import ApiHarness, HarnessFactory, InMemorySubscriptions, KeyPair
 
 BASE = "/kubeedge_devices/v1"
 SUBSCRIPTIONS = f"{BASE}/subscriptions"
+TWIN = "DeviceTwinChangeSubscription"
 TWIN_PATH = f"{BASE}/devices/default/thermo-1/twin"
 
 WEBSOCKET_ONLY = {
@@ -225,3 +234,49 @@ async def test_a_delivery_failure_after_the_upgrade_closes_the_socket_with_1011(
     assert message.type == aiohttp.WSMsgType.CLOSE
     assert ws.close_code == aiohttp.WSCloseCode.INTERNAL_ERROR
     assert (await harness.call("GET", SUBSCRIPTIONS)).status == 200
+
+
+def test_subscription_info_links_and_websocket_uri() -> None:
+    request = SubscriptionRequest(
+        subscriptionType=TWIN,
+        callbackReference="http://127.0.0.1:9/n",
+        requestWebsocketUri=True,
+        filteringCriteria=FilteringCriteria(devices=["default/thermo-1"], properties=["t"]),
+        expiryDeadline=TimeStamp(seconds=1_900_000_000),
+    )
+    subscription = Subscription.from_request("s-1", request, created=0, base_url="http://h")
+    body = encode(
+        subscription_info(subscription, "https://mep-api-gw:8443/app/kubeedge_devices/v1")
+    )
+    assert body == {
+        "id": "s-1",
+        "subscriptionType": TWIN,
+        "callbackReference": "http://127.0.0.1:9/n",
+        "requestWebsocketUri": True,
+        "filteringCriteria": {
+            "devices": ["default/thermo-1"],
+            "models": [],
+            "properties": ["t"],
+            "labels": {},
+        },
+        "expiryDeadline": {"seconds": 1_900_000_000, "nanoSeconds": 0},
+        "_links": {
+            "self": {"href": "https://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/s-1"}
+        },
+        "websocketUri": "wss://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/s-1/websocket",
+    }
+    plain = encode(subscription_info(subscription, "http://10.0.0.1:8080/kubeedge_devices/v1/"))
+    assert (
+        plain["websocketUri"]
+        == "ws://10.0.0.1:8080/kubeedge_devices/v1/subscriptions/s-1/websocket"
+    )
+    other = Subscription.from_request(
+        "s-2",
+        SubscriptionRequest(subscriptionType=TWIN, callbackReference="http://127.0.0.1:9/n"),
+        created=0,
+        base_url="http://h",
+    )
+    assert "websocketUri" not in encode(subscription_info(other, "http://h"))
+    assert SubscriptionRequest.model_validate(
+        {k: v for k, v in body.items() if k not in ("id", "_links", "websocketUri")}
+    ) == (request)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 import sys
 import uuid
 from typing import Any
@@ -313,6 +314,26 @@ def test_mecm_instance_leaves_placement_to_the_plugin() -> None:
     assert secret["stringData"] == {"appInsId": APP_ID, "accesskey": AK, "secretkey": SK}
     settings = adapter_settings(objects, fullname)
     assert str(settings.mep.app_instance_id) == APP_ID
+
+
+@pytest.mark.parametrize(
+    ("release", "name"),
+    [
+        ("mep-kubeedge-adapter", "mep-kubeedge-adapter"),  # the kustomize base's name
+        (
+            "ab0c4f6e-1d2e-4f3a-8b4c-5d6e7f8a9b0c",
+            "ab0c4f6e-1d2e-4f3a-8b4c-5d6e7f8a9b0c-mep-kubeedge-adapter",
+        ),
+        (APP_ID, f"mka-{APP_ID}-mep-kubeedge-adapter"),
+    ],
+)
+def test_the_service_name_is_a_dns_1035_label_for_any_release(release: str, name: str) -> None:
+    """An MECM release is the instance's UUID; a Service name must start with a letter."""
+    values = operator_values() if release == ADAPTER_CHART else mecm_values(release)
+    objects = render(ADAPTER_CHART, values, release=release)
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    assert service["metadata"]["name"] == name
+    assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name)
 
 
 def test_two_mecm_instances_share_nothing() -> None:

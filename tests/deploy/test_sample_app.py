@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mep_kubeedge_adapter.demo import NODE as DEMO_NODE
 from mep_kubeedge_adapter.demo import demo_stack
+from mep_kubeedge_adapter.demo_mecm import provisioned_services
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
 from mep_kubeedge_adapter.emulators.mep import AppIdentity, MepEmulator
 from mep_kubeedge_adapter.mep.models import to_ser_name
 from mep_kubeedge_adapter.packaging import build_csar
-from mep_kubeedge_adapter.packaging.csar import APPD_PATH
 from mep_kubeedge_adapter.service import Adapter
 from tests.deploy.conftest import ROOT
 
@@ -52,14 +51,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def provisioned_services(csar_files: dict[str, bytes]) -> list[str]:
-    """The serNames lcmcontroller provisions for an app from its package's APPD."""
-    appd = yaml.safe_load(csar_files[APPD_PATH])
-    config = appd["topology_template"]["node_templates"]["app_configuration"]["properties"]
-    groups = ("appServiceRequired", "appServiceOptional", "appServiceProduced")
-    return [service["serName"] for group in groups for service in config.get(group, [])]
 
 
 @pytest.fixture

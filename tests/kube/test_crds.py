@@ -481,7 +481,7 @@ def test_patch_of_an_invalid_device() -> None:
 
 def test_new_device_from_a_definition_reads_back() -> None:
     definition = DeviceDefinition(DeviceId("plant", "t-1"), "thermo", "edge-a", {"room": "b1"})
-    body = new_device(definition)
+    body = new_device(definition, "v1beta1")
     assert body == {
         "kind": "Device",
         "metadata": {"name": "t-1", "namespace": "plant", "labels": {"room": "b1"}},
@@ -496,8 +496,24 @@ def test_new_device_from_a_definition_reads_back() -> None:
     )
     assert (dev.namespace, dev.name, dev.model, dev.node) == ("plant", "t-1", "thermo", "edge-a")
     assert dev.labels == {"room": "b1"} and dev.properties == ()
-    unlabelled = new_device(DeviceDefinition(DeviceId("plant", "t-2"), "thermo", "edge-a"))
+    unlabelled = new_device(
+        DeviceDefinition(DeviceId("plant", "t-2"), "thermo", "edge-a"), "v1beta1"
+    )
     assert "labels" not in unlabelled["metadata"]
+
+
+def test_new_v1alpha2_device_binds_through_the_node_selector() -> None:
+    definition = DeviceDefinition(DeviceId("plant", "t-1"), "thermo", "edge-a")
+    body = new_device(definition, "v1alpha2")
+    assert "nodeName" not in body["spec"]
+    dev = decode_device(
+        {
+            **body,
+            "apiVersion": f"{G}/v1alpha2",
+            "metadata": {**body["metadata"], "resourceVersion": ""},
+        }
+    )
+    assert (dev.model, dev.node) == ("thermo", "edge-a")
 
 
 def test_redefined_v1beta1_device_keeps_the_rest_of_the_cr() -> None:

@@ -555,3 +555,60 @@ async def test_watch_across_kinds_from_a_resource_version(
     error = await stale.next()
     assert isinstance(error, client.ApiException)
     assert error.status == 410
+
+
+async def test_service_accounts_and_rbac_are_stored_and_bindings_validated(
+    kube_client: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    """What an app's chart renders besides workloads (the adapter's chart has all of them)."""
+    rbac = client.RbacAuthorizationV1Api(kube_client)
+    groups = await call(client.ApisApi(kube_client).get_api_versions)
+    assert "rbac.authorization.k8s.io" in {g.name for g in groups.groups}
+    resources = {r.name: r for r in (await call(rbac.get_api_resources)).resources}
+    assert {n: r.namespaced for n, r in resources.items()} == {
+        "clusterrolebindings": False,
+        "clusterroles": False,
+        "rolebindings": True,
+        "roles": True,
+    }
+    account = await call(
+        core.create_namespaced_service_account, NS, {"metadata": {"name": "reader"}}
+    )
+    assert account.metadata.namespace == NS
+    rule = {"apiGroups": ["devices.kubeedge.io"], "resources": ["devices"], "verbs": ["list"]}
+    role = {"metadata": {"name": "reader"}, "rules": [rule]}
+    await call(rbac.create_cluster_role, role)
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"}
+    binding: dict[str, Any] = {
+        "metadata": {"name": "reader"},
+        "roleRef": role_ref,
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": NS}],
+    }
+    created = await call(rbac.create_cluster_role_binding, binding)
+    assert created.role_ref.name == "reader" and created.metadata.namespace is None
+
+    # roleRef is immutable; a cluster binding's service account needs its namespace.
+    changed = {**binding, "roleRef": {**role_ref, "name": "writer"}}
+    with pytest.raises(client.ApiException) as exc:
+        await call(rbac.replace_cluster_role_binding, "reader", changed)
+    assert exc.value.status == 422
+    (cause,) = error_body(exc)["details"]["causes"]
+    assert cause["field"] == "roleRef"
+    assert cause["message"].endswith(": cannot change roleRef")
+    loose = {
+        "metadata": {"name": "loose"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader"}],
+    }
+    with pytest.raises(client.ApiException) as exc:
+        await call(rbac.create_cluster_role_binding, loose)
+    assert {c["field"]: c["message"] for c in error_body(exc)["details"]["causes"]} == {
+        "roleRef.kind": 'Unsupported value: "Role": supported values: "ClusterRole"',
+        "subjects[0].namespace": "Required value",
+    }
+    # A RoleBinding may name a Role; its subjects default to its own namespace.
+    await call(
+        rbac.create_namespaced_role_binding,
+        NS,
+        {**loose, "metadata": {"name": "local"}},
+    )

@@ -288,6 +288,32 @@ async def test_replacing_a_v1alpha2_device_keeps_its_node_selector(
     assert dev is not None and (dev.model, dev.node, dev.labels) == ("led-v2", NODE, {"a": "b"})
 
 
+async def test_a_device_defined_on_a_v1alpha2_cluster_is_bound_through_its_node_selector(
+    fake_apiserver: FakeApiServer, start_source: StartSource
+) -> None:
+    """v1alpha2 (KubeEdge <= 1.14) has no ``spec.nodeName``: a real API server prunes it, so
+    the binding must be the ``nodeSelector`` cloudcore reads."""
+    fake = fake_apiserver
+    fake.serve(PROFILE_V1_14)
+    running = await start_source()
+    await running.synced()
+    registered = DeviceId(NS, "registered")
+
+    await running.source.crs.create(DeviceDefinition(registered, "led", NODE, {"room": "7"}))
+    stored = fake.get("Device", NS, registered.name)
+    assert stored["apiVersion"] == f"{GROUP}/v1alpha2"
+    assert stored["spec"] == {
+        "deviceModelRef": {"name": "led"},
+        "nodeSelector": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "", "operator": "In", "values": [NODE]}]}
+            ]
+        },
+    }
+    dev = running.registry.get(registered)
+    assert dev is not None and (dev.model, dev.node, dev.labels) == ("led", NODE, {"room": "7"})
+
+
 async def test_writes_outside_the_served_namespace_are_forbidden(
     fake_apiserver: FakeApiServer, start_source: StartSource
 ) -> None:

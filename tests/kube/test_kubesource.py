@@ -11,6 +11,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from mep_kubeedge_adapter.domain import (
     DeviceAdded,
     DeviceId,
@@ -20,12 +22,17 @@ from mep_kubeedge_adapter.domain import (
     ModelId,
     StateChanged,
     TwinChanged,
+    TwinState,
     TwinValue,
 )
 from mep_kubeedge_adapter.emulators.kubeapi import PROFILE_V1_14, PROFILE_V1_22, FakeApiServer
-from mep_kubeedge_adapter.registry import TwinState
+from mep_kubeedge_adapter.kubeedge.kubesource import KubeSource
+from mep_kubeedge_adapter.observability import Metrics
+from mep_kubeedge_adapter.registry import DeviceRegistry
+from mep_kubeedge_adapter.settings import KubeSettings
+from mep_kubeedge_adapter.supervisor import Supervisor
 
-from .conftest import GROUP, NODE, RunningSource, StartSource, load_yaml
+from .conftest import GROUP, NODE, RunningSource, StartSource, fast_backoff, load_yaml
 
 NS = "default"
 B1 = f"{GROUP}/v1beta1"
@@ -611,3 +618,38 @@ async def test_unusable_client_configuration_is_retried_not_fatal(
     await running.until_status(lambda s: s["lastError"] is not None)
     assert running.source.status()["lastError"].startswith("KubeClientError: cannot")
     assert not running.task.done()
+
+
+async def test_a_bug_while_listing_surfaces_to_the_supervisor(
+    fake_apiserver: FakeApiServer,
+) -> None:
+    """A programming error is not an outage: it is not retried in place, the supervisor
+    logs it with its traceback and restarts the source."""
+    fake = fake_apiserver
+    fake.create(device("a", node=NODE))
+    registry = DeviceRegistry()
+
+    def buggy_listener(event: object) -> None:
+        raise TypeError("a bug in a registry listener")
+
+    registry.subscribe(buggy_listener)
+    source = KubeSource(
+        KubeSettings(source="metaserver", url=fake.url),
+        NODE,
+        registry,
+        Metrics(),
+        backoff=fast_backoff,
+    )
+    restarted = asyncio.Event()
+    supervisor = Supervisor(on_restart=lambda task: restarted.set())
+    with capture_logs() as logs:
+        supervisor.start("kube", source.run)
+        async with asyncio.timeout(10):
+            await restarted.wait()
+    await supervisor.stop()
+    crash = next(e for e in logs if e["event"] == "task_crashed_restarting")
+    assert crash["task"] == "kube"
+    failure = crash["exc_info"]
+    assert isinstance(failure, BaseExceptionGroup)
+    assert failure.subgroup(TypeError) is not None
+    assert not any(e["event"] == "kube_list_watch_error" for e in logs)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mep_kubeedge_adapter.domain import TwinValue
+from mep_kubeedge_adapter.domain import TwinState, TwinValue
 from mep_kubeedge_adapter.kubeedge.codec import (
     CodecError,
     ErrorResult,
@@ -23,7 +23,6 @@ from mep_kubeedge_adapter.kubeedge.codec import (
     encode_desired_update,
 )
 from mep_kubeedge_adapter.kubeedge.topics import TopicKind, parse_topic
-from mep_kubeedge_adapter.registry import TwinState
 
 CAPTURE = Path(__file__).parents[1] / "emulators" / "data" / "edgecore-v1.23.1-capture.txt"
 

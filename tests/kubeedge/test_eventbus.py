@@ -11,6 +11,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from structlog.testing import capture_logs
 
 from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind
 from mep_kubeedge_adapter.emulators.broker import MosquittoBroker
@@ -163,6 +164,21 @@ async def test_silent_edgecore_times_out_and_is_detected(broker: MosquittoBroker
             await stack.eventbus.wait_status(lambda s: s["edgecore"] == "responsive")
         # The write that "timed out" was applied by EdgeCore; the resync shows it.
         await until(stack.registry, lambda: desired(stack.registry, PUMP, "speed") == "100")
+
+
+async def test_a_new_members_twin_read_that_fails_is_logged(broker: MosquittoBroker) -> None:
+    """The read a membership change starts runs in the background: a broken connection
+    (here an MQTT client that has disconnected) is logged, not swallowed."""
+    settings = MqttSettings.model_validate({"url": broker.url, "request_timeout": 5.0})
+    eventbus = EventBusClient(settings, "edge-node", DeviceRegistry(), Metrics())
+    async with aiomqtt.Client(broker.host, broker.port) as disconnected:
+        pass
+    with capture_logs() as logs:
+        await eventbus._fetch_twin_logged(disconnected, DeviceId("lab", "valve-9"))
+    assert [(e["event"], e["log_level"], e["device"]) for e in logs] == [
+        ("twin_get_failed", "warning", "lab/valve-9")
+    ]
+    assert logs[0]["error"]
 
 
 async def test_membership_changes_at_runtime(stack: Stack) -> None:

@@ -19,13 +19,13 @@ import pytest
 from mep_kubeedge_adapter.domain import DeviceId
 from mep_kubeedge_adapter.emulators.broker import find_mosquitto
 from mep_kubeedge_adapter.emulators.edgecore import EdgeCoreEmulator, parse_devices
+from mep_kubeedge_adapter.emulators.pki import make_pki
 from mep_kubeedge_adapter.kubeedge.eventbus import EventBusClient
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import MqttSettings
 from tests.helpers import reported, until
 from tests.kubeedge.test_eventbus import DEVICES
-from tests.mecm.pki import make_pki
 from tests.test_service import free_port
 
 THERMO = DeviceId("default", "thermo-1")

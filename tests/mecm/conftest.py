@@ -1,4 +1,9 @@
-"""The plugin as a real gRPC server with TLS on loopback, a fake cluster, and lcmcontroller."""
+"""The plugin as a real gRPC server with TLS on loopback, the emulated cluster, and lcmcontroller.
+
+The cluster is the ``kubeapi`` emulator's: the fake API server with its ``Cluster`` (the
+controllers, the scheduler, EdgeCore's edged on the edge node, a kubelet on the cloud node,
+metrics-server), so the plugin meets the same moving parts the demo and the benchmark use.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer
+from mep_kubeedge_adapter.emulators.kubeapi import FakeApiServer, kubeconfig
+from mep_kubeedge_adapter.emulators.kubeapi.cluster import Cluster, ClusterNode
+from mep_kubeedge_adapter.emulators.pki import SERVER_NAME, Pki, make_pki
+from mep_kubeedge_adapter.emulators.usermgmt import UserMgmt
 from mep_kubeedge_adapter.mecm.client import LcmClient
 from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
 from mep_kubeedge_adapter.settings import MecmSettings
-from tests.mecm.edgesim import EDGE_IP, EdgeCluster
-from tests.mecm.pki import SERVER_NAME, Pki, UserMgmt, make_pki
 
 TENANT = "tenant-1"
-
-
-def kubeconfig(url: str) -> bytes:
-    """A self-contained kubeconfig for the fake API server."""
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "cloud", "cluster": {"server": url}}],
-            "users": [{"name": "mecm", "user": {"token": "cloud-token"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "cloud", "user": "mecm"}}],
-            "current-context": "c",
-        }
-    ).encode()
+EDGE_NODE = "edge-node-1"
+EDGE_IP = "192.168.10.11"
+CLOUD_NODE = "cloud-1"
+CLOUD_IP = "192.168.10.1"
+CONTAINER_USAGE = ("5m", "20Mi")
+"""What metrics-server reports for every running container of the tests' apps."""
+EDGE_NODE_OWN_USAGE = {"cpu": "1490m", "memory": "2008Mi"}
+"""The edge node's use besides its pods: with one two-container app pod running, the node
+uses 1.5 CPUs and 2 GiB in all (metrics-server adds the pods' use to the node's own)."""
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +67,7 @@ def lcm_client(plugin: MecmPlugin, pki: Pki) -> LcmClient:
 @dataclass
 class Setup:
     fake: FakeApiServer
-    edge: EdgeCluster
+    cluster: Cluster
     plugin: MecmPlugin
     lcm: LcmClient
     user_mgmt: UserMgmt
@@ -81,22 +81,28 @@ class Setup:
             == "Success"
         )
 
+    @property
+    def edge(self) -> ClusterNode:
+        return self.cluster.node(EDGE_NODE)
+
 
 @pytest.fixture
-async def fake_cluster() -> AsyncIterator[tuple[FakeApiServer, EdgeCluster]]:
-    async with FakeApiServer() as fake:
-        edge = EdgeCluster(fake)
-        try:
-            yield fake, edge
-        finally:
-            edge.close()
+async def fake_cluster() -> AsyncIterator[tuple[FakeApiServer, Cluster]]:
+    """One edge node (EdgeCore, reportEvent off) and one cloud node behind the fake."""
+    async with FakeApiServer() as fake, Cluster(fake) as cluster:
+        edge = cluster.add_edge_node(EDGE_NODE, EDGE_IP)
+        edge.usage = dict(EDGE_NODE_OWN_USAGE)
+        cluster.add_cloud_node(CLOUD_NODE, CLOUD_IP)
+        cluster.set_usage(*CONTAINER_USAGE)
+        yield fake, cluster
+        assert cluster.errors == []
 
 
 @pytest.fixture
 async def setup(
-    tmp_path: Path, pki: Pki, user_mgmt: UserMgmt, fake_cluster: tuple[FakeApiServer, EdgeCluster]
+    tmp_path: Path, pki: Pki, user_mgmt: UserMgmt, fake_cluster: tuple[FakeApiServer, Cluster]
 ) -> AsyncIterator[Setup]:
-    fake, edge = fake_cluster
+    fake, cluster = fake_cluster
     settings = plugin_settings(tmp_path, pki, user_mgmt)
     async with MecmPlugin(settings) as plugin, lcm_client(plugin, pki) as lcm:
-        yield Setup(fake, edge, plugin, lcm, user_mgmt, user_mgmt.token(), settings)
+        yield Setup(fake, cluster, plugin, lcm, user_mgmt, user_mgmt.token(), settings)

@@ -1,4 +1,4 @@
-"""The plugin over real gRPC with TLS, driven as lcmcontroller drives it, on a fake cluster."""
+"""The plugin over real gRPC with TLS, driven as lcmcontroller drives it, on the emulated cluster."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import grpc
 import pytest
 
 from mep_kubeedge_adapter.emulators.kubeapi import MetricsMode
+from mep_kubeedge_adapter.emulators.pki import Pki
 from mep_kubeedge_adapter.mecm.plugin import MecmPlugin
-from tests.mecm.conftest import TENANT, Setup, lcm_client
-from tests.mecm.edgesim import CLOUD_IP, EDGE_IP, EDGE_NODE
+from tests.mecm.conftest import CLOUD_IP, EDGE_IP, EDGE_NODE, TENANT, Setup, lcm_client
 from tests.mecm.packages import chart, csar, csar_files
-from tests.mecm.pki import Pki
 
 INSTANCE = "3f1c2b7a-0d4e-4b6f-9a21-6c8e5d7f9b10"
 PARAMETERS = {"ak": "AK-123", "sk": "SK-456"}
@@ -38,7 +37,7 @@ async def _deploy(
 
 
 def _running(s: Setup, count: int = 1) -> bool:
-    pods = s.edge.pods("edge-apps")
+    pods = s.cluster.pods("edge-apps")
     return len(pods) == count and all(p["status"].get("phase") == "Running" for p in pods)
 
 
@@ -77,13 +76,13 @@ async def test_deploy_query_and_terminate_an_app_on_the_edge_node(setup: Setup) 
     # eg_template files stay off while their global flags are off
     assert s.fake.objects("ConfigMap", "edge-apps") == []
 
-    await s.edge.until(lambda: _running(s))
+    await s.cluster.wait_for(lambda: _running(s))
     document = json.loads(await s.lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
     assert set(document) == {"pods", "services", "cpupercent", "mempercent"}
     (pod,) = document["pods"]
     assert set(pod) == {"podstatus", "podname", "containers", "nodeName", "nodeReady"}
     assert (pod["podstatus"], pod["nodeName"], pod["nodeReady"]) == ("Running", EDGE_NODE, "True")
-    assert pod["podname"] == s.edge.pods("edge-apps")[0]["metadata"]["name"]
+    assert pod["podname"] == s.cluster.pods("edge-apps")[0]["metadata"]["name"]
     assert [c["containername"] for c in pod["containers"]] == ["app", "sidecar"]
     for container in pod["containers"]:
         assert container["metricsusage"] == {
@@ -122,7 +121,7 @@ async def test_deploy_query_and_terminate_an_app_on_the_edge_node(setup: Setup) 
     }
 
     assert await s.lcm.terminate(s.token, TENANT, EDGE_IP, INSTANCE) == "Success"
-    await s.edge.until(lambda: not s.edge.pods("edge-apps"))
+    await s.cluster.wait_for(lambda: not s.cluster.pods("edge-apps"))
     assert s.fake.objects("Deployment", "edge-apps") == []
     assert s.fake.objects("Secret", "edge-apps") == []
     with pytest.raises(KeyError):
@@ -150,7 +149,7 @@ async def test_instantiating_twice_is_idempotent(setup: Setup) -> None:
         for o in s.fake.objects(k, "edge-apps")
     }
     assert before == after and len(after) == 3
-    await s.edge.until(lambda: _running(s))
+    await s.cluster.wait_for(lambda: _running(s))
 
 
 async def test_parameters_turn_on_guarded_templates(setup: Setup) -> None:
@@ -175,7 +174,7 @@ async def test_a_host_that_is_no_edge_node_is_refused_and_nothing_is_created(set
 
 
 async def _kubeconfig(s: Setup) -> bytes:
-    from tests.mecm.conftest import kubeconfig
+    from mep_kubeedge_adapter.emulators.kubeapi import kubeconfig
 
     return kubeconfig(s.fake.url)
 
@@ -199,11 +198,12 @@ async def test_unknown_things_are_not_found(setup: Setup, call: Any, what: str) 
 
 async def test_an_image_that_cannot_be_pulled_shows_in_workload_events(setup: Setup) -> None:
     s = setup
+    s.edge.image_missing("swr.example/edgegallery/missing-image:1")
     await _deploy(s, csar(csar_files(chart(image="missing-image:1"))))
-    await s.edge.until(
+    await s.cluster.wait_for(
         lambda: any(
-            "waiting" in (c.get("state") or {})
-            for p in s.edge.pods("edge-apps")
+            ((c.get("state") or {}).get("waiting") or {}).get("reason") == "ImagePullBackOff"
+            for p in s.cluster.pods("edge-apps")
             for c in p["status"].get("containerStatuses") or []
         )
     )
@@ -215,14 +215,62 @@ async def test_an_image_that_cannot_be_pulled_shows_in_workload_events(setup: Se
     assert not any("Failed to pull" in line for line in lines)  # no reportEvent
 
 
+async def test_with_report_event_the_kubelets_events_show_and_the_app_starts_later(
+    setup: Setup,
+) -> None:
+    s = setup
+    image = "swr.example/edgegallery/missing-image:1"
+    s.edge.report_event = True  # EdgeCore's modules.edged.reportEvent: true
+    s.edge.image_missing(image)
+    await _deploy(s, csar(csar_files(chart(image="missing-image:1"))))
+
+    def backing_off() -> bool:
+        events = s.fake.objects("Event", "edge-apps")
+        return any(e["reason"] == "BackOff" for e in events)
+
+    await s.cluster.wait_for(backing_off)
+    events = json.loads(await s.lcm.workload_events(s.token, TENANT, EDGE_IP, INSTANCE))
+    lines = events["pods"][0]["podEventsInfo"]
+    assert lines[0].startswith("Successfully assigned edge-apps/")
+    assert f'Pulling image "{image}"' in lines
+    assert any(line.startswith(f'Failed to pull image "{image}": rpc error') for line in lines)
+    assert f'Back-off pulling image "{image}"' in lines
+    assert "Started container sidecar" in lines
+    s.edge.image_available(image)  # the registry has it now: edged's next pull succeeds
+    await s.cluster.wait_for(lambda: _running(s))
+    document = json.loads(await s.lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
+    assert document["pods"][0]["podstatus"] == "Running"
+
+
 async def test_an_offline_edge_keeps_its_pods_and_says_so(setup: Setup) -> None:
     s = setup
     await _deploy(s)
-    await s.edge.until(lambda: _running(s))
+    await s.cluster.wait_for(lambda: _running(s))
+    (pod,) = s.cluster.pods("edge-apps")
     s.edge.go_offline()
     document = json.loads(await s.lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
     assert document["pods"][0]["podstatus"] == "Running"
     assert document["pods"][0]["nodeReady"] == "Unknown"
+    # An hour offline: pods without tolerationSeconds are never evicted by the taint manager.
+    passes = s.cluster.passes
+    s.cluster.elapse(3600)
+    await s.cluster.wait_for(lambda: s.cluster.passes > passes)
+    (still,) = s.cluster.pods("edge-apps")
+    assert still["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert "deletionTimestamp" not in still["metadata"]
+    s.edge.come_online()
+
+    def ready_again() -> bool:
+        (current,) = s.cluster.pods("edge-apps")
+        conditions = current["status"].get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    await s.cluster.wait_for(ready_again)
+    document = json.loads(await s.lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
+    assert (document["pods"][0]["podname"], document["pods"][0]["nodeReady"]) == (
+        pod["metadata"]["name"],
+        "True",
+    )
 
 
 @pytest.mark.parametrize("mode", [MetricsMode.ABSENT, MetricsMode.UNAVAILABLE])
@@ -231,7 +279,7 @@ async def test_without_metrics_query_has_no_figures_and_kpi_says_why(
 ) -> None:
     s = setup
     await _deploy(s)
-    await s.edge.until(lambda: _running(s))
+    await s.cluster.wait_for(lambda: _running(s))
     s.fake.metrics.mode = mode
     document = json.loads(await s.lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
     assert document["cpupercent"] == ""
@@ -281,14 +329,14 @@ async def test_kubeconfigs_are_stored_0600(setup: Setup) -> None:
 async def test_state_survives_a_restart(setup: Setup, pki: Pki) -> None:
     s = setup
     await _deploy(s)
-    await s.edge.until(lambda: _running(s))
+    await s.cluster.wait_for(lambda: _running(s))
     await s.plugin.__aexit__(None, None, None)
     async with MecmPlugin(s.settings) as again, lcm_client(again, pki) as lcm:
         assert await lcm.package_status(s.token, TENANT, EDGE_IP, "pkg-1") == "uploaded"
         document = json.loads(await lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
         assert document["pods"][0]["podstatus"] == "Running"
         assert await lcm.terminate(s.token, TENANT, EDGE_IP, INSTANCE) == "Success"
-    await s.edge.until(lambda: not s.edge.pods("edge-apps"))
+    await s.cluster.wait_for(lambda: not s.cluster.pods("edge-apps"))
 
 
 async def test_same_instance_waits_and_other_instances_proceed(setup: Setup) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from mep_kubeedge_adapter.emulators.kubeapi import kubeconfig
+from mep_kubeedge_adapter.emulators.pki import SERVER_NAME, Pki, make_pki
 from mep_kubeedge_adapter.mecm.plugin import load_tls
-from tests.mecm.conftest import TENANT, Setup, kubeconfig
-from tests.mecm.edgesim import EDGE_IP
-from tests.mecm.pki import SERVER_NAME, Pki, make_pki
+from tests.mecm.conftest import EDGE_IP, TENANT, Setup
 
 
 async def _code(call: object) -> tuple[grpc.StatusCode, str]:

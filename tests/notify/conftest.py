@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mep_kubeedge_adapter.domain import DeviceId, TwinValue
+from mep_kubeedge_adapter.domain import DeviceId, TwinState, TwinValue
 from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
 from mep_kubeedge_adapter.notify.subscriptions import SubscriptionLimits, SubscriptionService
 from mep_kubeedge_adapter.observability import Metrics
-from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec, TwinState
+from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 from mep_kubeedge_adapter.settings import ApiSettings
 from mep_kubeedge_adapter.store import SubscriptionStore
+from mep_kubeedge_adapter.supervisor import Supervisor
 
 BASE_URL = "http://adapter.test:8080/kubeedge_devices/v1"
 FAST = DeliverySettings(
@@ -180,8 +181,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SubscriptionStore]:
 async def service_factory(
     store: SubscriptionStore, registry: DeviceRegistry, metrics: Metrics, clock: Clock
 ) -> AsyncIterator[ServiceFactory]:
-    """Started services on the shared store and registry, stopped at the end."""
+    """Started services on the shared store and registry, each with its expiry loop under a
+    supervisor, as the adapter runs them; stopped at the end."""
     started: list[SubscriptionService] = []
+    supervisor = Supervisor()
 
     async def make(
         delivery: DeliverySettings = FAST,
@@ -206,9 +209,11 @@ async def service_factory(
         )
         await service.start()
         started.append(service)
+        supervisor.start(f"notify-expiry-{len(started)}", service.run_expiry)
         return service
 
     yield make
+    await supervisor.stop()
     for service in started:
         await service.stop()
 

@@ -155,43 +155,6 @@ async def test_create_get_list_delete(service: SubscriptionService) -> None:
     assert [s.id for s in await service.list()] == [second.id]
 
 
-async def test_to_json_links_and_websocket_uri(service: SubscriptionService) -> None:
-    request = SubscriptionRequest(
-        subscriptionType=TWIN,
-        callbackReference="http://127.0.0.1:9/n",
-        requestWebsocketUri=True,
-        filteringCriteria=FilteringCriteria(devices=["default/thermo-1"], properties=["t"]),
-        expiryDeadline=TimeStamp(seconds=1_900_000_000),
-    )
-    subscription = await service.create(request)
-    body = service.to_json(subscription, "https://mep-api-gw:8443/app/kubeedge_devices/v1")
-    sid = subscription.id
-    assert body == {
-        "id": sid,
-        "subscriptionType": TWIN,
-        "callbackReference": "http://127.0.0.1:9/n",
-        "requestWebsocketUri": True,
-        "filteringCriteria": {
-            "devices": ["default/thermo-1"],
-            "models": [],
-            "properties": ["t"],
-            "labels": {},
-        },
-        "expiryDeadline": {"seconds": 1_900_000_000, "nanoSeconds": 0},
-        "_links": {
-            "self": {"href": f"https://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/{sid}"}
-        },
-        "websocketUri": f"wss://mep-api-gw:8443/app/kubeedge_devices/v1/subscriptions/{sid}/websocket",
-    }
-    plain = service.to_json(subscription, "http://10.0.0.1:8080/kubeedge_devices/v1/")
-    assert plain["websocketUri"].startswith("ws://10.0.0.1:8080/kubeedge_devices/v1/")
-    other = await service.create(callback("http://127.0.0.1:9/n"))
-    assert "websocketUri" not in service.to_json(other, "http://h")
-    assert SubscriptionRequest.model_validate(
-        {k: v for k, v in body.items() if k not in ("id", "_links", "websocketUri")}
-    ) == (request)
-
-
 async def test_gauge_counts_subscriptions_by_type(
     service: SubscriptionService, metrics: Metrics
 ) -> None:

@@ -98,4 +98,8 @@ async def test_edgecore_restarted_with_a_changed_state(
     states = of_subscription(sink, subscriptions[STATE])
     assert [(n["device"]["name"], n["state"]) for n in states] == [(THERMO.name, "online")]
     assert set(await stack.api.subscriptions()) == set(subscriptions.values())
-    assert stack.adapter.supervisor.restarts() == {"eventbus": 0}
+    assert stack.adapter.supervisor.restarts() == {
+        "store-flush": 0,
+        "notify-expiry": 0,
+        "eventbus": 0,
+    }

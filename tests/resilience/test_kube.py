@@ -139,7 +139,12 @@ async def test_kube_api_410_dropped_watches_and_outage(
     assert_no_loss(stack, sink, members)
     assert_no_loss(stack, sink, twins)
     assert set(await stack.api.subscriptions()) == {members, twins}
-    assert stack.adapter.supervisor.restarts() == {"eventbus": 0, "kube": 0}
+    assert stack.adapter.supervisor.restarts() == {
+        "store-flush": 0,
+        "notify-expiry": 0,
+        "eventbus": 0,
+        "kube": 0,
+    }
 
 
 async def test_kube_api_restarted_answers_429_and_503_first(

@@ -117,4 +117,9 @@ async def test_mep_wiped_down_and_back_wiped(
     ]
     assert_no_loss(stack, sink, sid)
     assert list(await stack.api.subscriptions()) == [sid]
-    assert stack.adapter.supervisor.restarts() == {"eventbus": 0, "mep-registrar": 0}
+    assert stack.adapter.supervisor.restarts() == {
+        "store-flush": 0,
+        "notify-expiry": 0,
+        "eventbus": 0,
+        "mep-registrar": 0,
+    }

@@ -1,6 +1,7 @@
 """A fake Kubernetes API server for tests, and the cluster that runs behind it (README.md)."""
 
 from .errors import ApiError
+from .kubeconfig import kubeconfig
 from .metrics import MetricsApi, MetricsMode
 from .resources import CRD_GROUP, PROFILE_V1_14, PROFILE_V1_22, PROFILE_V1_23, Profile
 from .server import FakeApiServer
@@ -20,4 +21,5 @@ __all__ = [
     "MetricsMode",
     "Profile",
     "WatchEvent",
+    "kubeconfig",
 ]

@@ -27,6 +27,8 @@ __all__ = [
     "PROFILE_V1_14",
     "PROFILE_V1_22",
     "PROFILE_V1_23",
+    "RBAC",
+    "RBAC_GROUP",
     "Profile",
     "ResourceType",
     "crd_types",
@@ -223,6 +225,9 @@ SECRETS: Final = ResourceType(
     field_labels={"type": _path("type")},
 )
 CONFIGMAPS: Final = ResourceType("", "configmaps", "configmap", "ConfigMap", True, ("cm",))
+SERVICEACCOUNTS: Final = ResourceType(
+    "", "serviceaccounts", "serviceaccount", "ServiceAccount", True, ("sa",)
+)
 EVENTS: Final = ResourceType(
     "", "events", "event", "Event", True, ("ev",), field_labels=_EVENT_FIELDS
 )
@@ -253,10 +258,24 @@ DAEMONSETS: Final = ResourceType(
     "apps", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), **_WORKLOAD
 )
 
-CORE: Final = (PODS, NODES, NAMESPACES, SERVICES, SECRETS, CONFIGMAPS, EVENTS)
+CORE: Final = (PODS, NODES, NAMESPACES, SERVICES, SECRETS, CONFIGMAPS, SERVICEACCOUNTS, EVENTS)
 """core/v1 (served at ``/api/v1``), in discovery order."""
 APPS: Final = (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS)
 """apps/v1."""
+
+# --------------------------------------------------------------------------------------------
+# rbac.authorization.k8s.io/v1 (stored and validated; nothing is authorized by them)
+
+RBAC_GROUP: Final = "rbac.authorization.k8s.io"
+RBAC: Final = (
+    ResourceType(
+        RBAC_GROUP, "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", False
+    ),
+    ResourceType(RBAC_GROUP, "clusterroles", "clusterrole", "ClusterRole", False),
+    ResourceType(RBAC_GROUP, "rolebindings", "rolebinding", "RoleBinding", True),
+    ResourceType(RBAC_GROUP, "roles", "role", "Role", True),
+)
+"""rbac.authorization.k8s.io/v1, in discovery order."""
 
 # --------------------------------------------------------------------------------------------
 # metrics.k8s.io (metrics-server, through the aggregator)

@@ -32,6 +32,8 @@ from .resources import (
     METRICS,
     METRICS_GROUP,
     PROFILE_V1_23,
+    RBAC,
+    RBAC_GROUP,
     Profile,
     ResourceType,
     crd_types,
@@ -48,8 +50,9 @@ _CORE_BY_KIND = {t.kind: t for t in CORE}
 class FakeApiServer:
     """In-memory Kubernetes API server on ``127.0.0.1:<free port>``.
 
-    Serves core/v1 (pods, nodes, namespaces, services, secrets, configmaps, events), apps/v1
-    (deployments, replicasets, statefulsets, daemonsets), the KubeEdge device CRDs of a
+    Serves core/v1 (pods, nodes, namespaces, services, secrets, configmaps, serviceaccounts,
+    events), apps/v1 (deployments, replicasets, statefulsets, daemonsets),
+    rbac.authorization.k8s.io/v1 (roles, bindings), the KubeEdge device CRDs of a
     :data:`Profile`, and ``metrics.k8s.io/v1beta1`` in the state of :attr:`metrics`.
 
     State (objects, the resourceVersion counter, the bounded event history) lives in this
@@ -78,7 +81,7 @@ class FakeApiServer:
         self.finalize_namespaces = finalize_namespaces
         self._crds = crd_types()
         self.store = Store(
-            (*CORE, *APPS, *self._crds.values()),
+            (*CORE, *APPS, *RBAC, *self._crds.values()),
             history_size=history_size,
             namespaces=_CORE_BY_KIND["Namespace"],
             pods=_CORE_BY_KIND["Pod"],
@@ -142,9 +145,7 @@ class FakeApiServer:
         site = web.TCPSite(runner, "127.0.0.1", self._port)
         await site.start()
         if not self._port:
-            server = site._server
-            assert isinstance(server, asyncio.Server)
-            self._port = server.sockets[0].getsockname()[1]
+            self._port = int(runner.addresses[0][1])
         self._runner = runner
 
     async def go_down(self) -> None:
@@ -200,6 +201,7 @@ class FakeApiServer:
         groups = [
             ServedGroup("", ("v1",), {"v1": CORE}),
             ServedGroup("apps", ("v1",), {"v1": APPS}),
+            ServedGroup(RBAC_GROUP, ("v1",), {"v1": RBAC}),
         ]
         versions = tuple(v for v, plurals in self._profile.items() if plurals)
         if versions:

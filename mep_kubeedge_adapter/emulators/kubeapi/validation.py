@@ -120,6 +120,8 @@ def admit(
             obj["status"] = {"phase": "Active"}
     elif kind == "Secret":
         _secret(obj)
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        causes += _role_binding(obj, old, namespaced=rtype.namespaced)
     if causes:
         raise invalid(rtype.group, kind, str(meta.get("name", "")), causes)
 
@@ -248,7 +250,8 @@ def _workload(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         obj["status"] = dict(_INITIAL_STATUS.get(kind, {}))
     if kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         spec.setdefault("replicas", 1)
-    spec.setdefault("revisionHistoryLimit", 10)
+    if kind != "ReplicaSet":  # a ReplicaSetSpec has no such field
+        spec.setdefault("revisionHistoryLimit", 10)
     if kind == "Deployment":
         spec.setdefault(
             "strategy",
@@ -397,3 +400,66 @@ def _secret(obj: dict[str, Any]) -> None:
             data[key] = base64.b64encode(str(value).encode()).decode()
     if data:
         obj["data"] = data
+
+
+# --------------------------------------------------------------------------------------------
+# RBAC bindings
+
+_RBAC_GROUP: Final = "rbac.authorization.k8s.io"
+
+
+def _not_supported(value: Any, supported: tuple[str, ...]) -> str:
+    quoted = ", ".join(f'"{v}"' for v in supported)
+    return f'Unsupported value: "{value}": supported values: {quoted}'
+
+
+def _role_binding(
+    obj: Mapping[str, Any], old: Mapping[str, Any] | None, *, namespaced: bool
+) -> list[Cause]:
+    """``ValidateRoleBinding`` / ``ValidateClusterRoleBinding`` and their update rule."""
+    raw = obj.get("roleRef")
+    ref: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    causes: list[Cause] = []
+    if ref.get("apiGroup", "") != _RBAC_GROUP:
+        causes.append(
+            (
+                "FieldValueNotSupported",
+                "roleRef.apiGroup",
+                _not_supported(ref.get("apiGroup", ""), (_RBAC_GROUP,)),
+            )
+        )
+    kinds = ("Role", "ClusterRole") if namespaced else ("ClusterRole",)
+    if ref.get("kind", "") not in kinds:
+        causes.append(
+            ("FieldValueNotSupported", "roleRef.kind", _not_supported(ref.get("kind", ""), kinds))
+        )
+    if not ref.get("name"):
+        causes.append(("FieldValueRequired", "roleRef.name", "Required value"))
+    for i, subject in enumerate(obj.get("subjects") or []):
+        where = f"subjects[{i}]"
+        if not isinstance(subject, Mapping):
+            causes.append(("FieldValueInvalid", where, "Invalid value: must be an object"))
+            continue
+        if not subject.get("name"):
+            causes.append(("FieldValueRequired", f"{where}.name", "Required value"))
+        subject_kind = subject.get("kind", "")
+        if subject_kind not in ("ServiceAccount", "User", "Group"):
+            causes.append(
+                (
+                    "FieldValueNotSupported",
+                    f"{where}.kind",
+                    _not_supported(subject_kind, ("ServiceAccount", "User", "Group")),
+                )
+            )
+        elif subject_kind == "ServiceAccount" and not namespaced and not subject.get("namespace"):
+            causes.append(("FieldValueRequired", f"{where}.namespace", "Required value"))
+    old_ref = (old or {}).get("roleRef")
+    if old is not None and dict(old_ref or {}) != dict(ref):
+        value = (
+            f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", Kind:"{ref.get("kind", "")}", '
+            f'Name:"{ref.get("name", "")}"}}'
+        )
+        causes.append(
+            ("FieldValueInvalid", "roleRef", f"Invalid value: {value}: cannot change roleRef")
+        )
+    return causes

@@ -12,6 +12,19 @@ releases (two MECM app instances, say) never select each other's pods.
 {{- end -}}
 {{- end -}}
 
+{{/*
+The Service's name must be an RFC 1035 label, which starts with a letter; an MECM app
+instance's release name is its UUID, which often starts with a digit.
+*/}}
+{{- define "mka.serviceName" -}}
+{{- $name := include "mka.fullname" . -}}
+{{- if regexMatch "^[a-z]" $name -}}
+{{- $name -}}
+{{- else -}}
+{{- printf "mka-%s" $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* EdgeGallery's convention: appconfig.appnamespace, else the release namespace. */}}
 {{- define "mka.namespace" -}}
 {{- .Values.appconfig.appnamespace | default .Release.Namespace -}}
