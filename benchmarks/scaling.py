@@ -33,7 +33,7 @@ PLOT = "benchmarks-b7.svg"
 
 async def measure(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     """In the child: µs of CPU per change, per size (0 = the registry alone)."""
-    from mep_kubeedge_adapter.domain import DeviceId, TwinValue
+    from mep_kubeedge_adapter.domain import DeviceId, TwinState, TwinValue
     from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
     from mep_kubeedge_adapter.notify.models import FilteringCriteria, SubscriptionRequest
     from mep_kubeedge_adapter.notify.subscriptions import (
@@ -41,7 +41,7 @@ async def measure(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
         SubscriptionService,
     )
     from mep_kubeedge_adapter.observability import Metrics, configure_logging
-    from mep_kubeedge_adapter.registry import DeviceRegistry, TwinState
+    from mep_kubeedge_adapter.registry import DeviceRegistry
     from mep_kubeedge_adapter.settings import ApiSettings
     from mep_kubeedge_adapter.store import SubscriptionStore
 
