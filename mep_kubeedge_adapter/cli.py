@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="mecm.insecure",
         action="store_const",
         const="true",
+        # Unset unless given: the settings flag of the same setting is parsed into this dest
+        # too, and a None default would override the environment and the file.
+        default=argparse.SUPPRESS,
         help="serve plaintext gRPC (MKA_MECM__INSECURE=true)",
     )
     for verb, (_, help_text) in _TOOLS.items():

@@ -147,3 +147,19 @@ def test_lists_and_switches_as_flags_and_a_missing_file(tmp_path: Path) -> None:
     listed.write_text("- a\n- b\n")
     with pytest.raises(SettingsError, match="must hold a mapping at the top level"):
         load_settings(config_file=listed, environ={})
+
+
+def test_the_plugin_verb_without_insecure_keeps_tls_on(tmp_path: Path) -> None:
+    from mep_kubeedge_adapter.cli import build_parser
+
+    parser = build_parser()
+    plain = load_settings(parser.parse_args(["mecm-plugin"]), environ={})
+    assert plain.mecm.insecure is False
+    switched = load_settings(parser.parse_args(["mecm-plugin", "--insecure"]), environ={})
+    assert switched.mecm.insecure is True
+    from_env = load_settings(
+        parser.parse_args(["mecm-plugin"]), environ={"MKA_MECM__INSECURE": "true"}
+    )
+    assert from_env.mecm.insecure is True
+    flag = load_settings(parser.parse_args(["mecm-plugin", "--mecm-insecure", "true"]), environ={})
+    assert flag.mecm.insecure is True
