@@ -97,6 +97,9 @@ async def test_the_kube_source_follows_retry_after_once_the_server_answers(
         await fake.come_up(unavailable=1, initializing=2)
 
         await recorded.until(lambda: did("b") in registry, within=17)
+        # Every loop's watch is open again (connected flips on as each loop makes its next
+        # request, so it may show before the last refusal has been answered).
+        await fake.wait_for_watches(3, within=10)
         await running.synced()
         refused = [r for r in fake.requests if "watch=true" in r]
         assert len(refused) >= 3 * 4  # each resource: 503, 429, 429, then the watch
