@@ -268,7 +268,54 @@ class MecmSettings(_Group):
     max_file_bytes: int = Field(
         536_870_912, gt=0, description="bytes; the largest single file of a CSAR, unpacked"
     )
+    max_stored_package_bytes: int = Field(
+        8_589_934_592,
+        gt=0,
+        description="bytes; all stored packages together, unpacked; beyond: RESOURCE_EXHAUSTED",
+    )
+    max_packages: int = Field(
+        1000, ge=1, description="packages stored for all tenants; beyond: RESOURCE_EXHAUSTED"
+    )
+    max_packages_per_tenant: int = Field(
+        200, ge=1, description="packages stored for one tenant; beyond: RESOURCE_EXHAUSTED"
+    )
+    max_uploads_in_progress: int = Field(
+        2,
+        ge=1,
+        description="package uploads received and unpacked at once; beyond: RESOURCE_EXHAUSTED",
+    )
+    max_configs: int = Field(
+        1000, ge=1, description="kubeconfigs stored for all tenants; beyond: RESOURCE_EXHAUSTED"
+    )
+    max_configs_per_tenant: int = Field(
+        500, ge=1, description="kubeconfigs stored for one tenant; beyond: RESOURCE_EXHAUSTED"
+    )
+    max_instances: int = Field(
+        2000, ge=1, description="live app instances of all tenants; beyond: RESOURCE_EXHAUSTED"
+    )
+    max_instances_per_tenant: int = Field(
+        500, ge=1, description="live app instances of one tenant; beyond: RESOURCE_EXHAUSTED"
+    )
+    terminated_retention: int = Field(
+        604_800,
+        ge=1,
+        description="seconds a terminated app instance is remembered, so that terminating it "
+        "again answers Success; afterwards it is unknown (NOT_FOUND)",
+    )
+    max_terminated: int = Field(
+        10_000,
+        ge=1,
+        description="terminated app instances remembered at most; the oldest are forgotten "
+        "first, before their retention ends",
+    )
     token: SecretStr | None = Field(None, description="accessToken that mecm-call sends")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> MecmSettings:
+        for name in ("configs", "packages", "instances"):
+            if getattr(self, f"max_{name}_per_tenant") > getattr(self, f"max_{name}"):
+                raise ValueError(f"max_{name}_per_tenant must be at most max_{name}")
+        return self
 
     def check_plugin(self) -> None:
         """Raise ValueError when ``mecm-plugin`` cannot start with these settings."""

@@ -6,7 +6,10 @@ How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
    ``devicestatuses`` is watched only where it is served (KubeEdge >= 1.23). Where discovery
    documents are not served (some MetaServer builds), a one-item list of each resource decides;
 2. list (paged), then watch from the list's resourceVersion with bookmarks; a watch that ends
-   (server timeout, dropped connection) is resumed from the last resourceVersion seen;
+   (server timeout, dropped connection) is resumed from the last resourceVersion seen. A
+   resource counts as watched (``/readyz``: ``watching``, and ``connected`` once every served
+   resource is) from the moment the API server accepted its watch (a 200 answer) until a
+   request for it fails, not while a watch request is still unanswered or refused;
 3. ``410 Gone`` re-lists. The new list is diffed against what was applied: objects gone from it
    are deleted, objects whose resourceVersion changed are applied again, the rest are skipped,
    so a re-list produces no duplicated and no lost change events;
@@ -21,8 +24,9 @@ How it reads (one loop per resource, all under the task :meth:`KubeSource.run`):
 The ``kubernetes`` client is synchronous. Lists, gets and writes run in worker threads
 (``asyncio.to_thread``); each watch runs in a thread of the source's own pool and hands its
 events to the event loop with ``call_soon_threadsafe``, so the registry is only ever touched
-on the loop thread, in the order the API server sent the events. Stopping cuts each watch's
-socket (``Watch.stop``); every request has a connect and read timeout, every watch a
+on the loop thread, in the order the API server sent the events (the watch request and its
+reading are :class:`~mep_kubeedge_adapter.kubeedge.watchstream.WatchStream`'s). Stopping cuts
+each watch's socket; every request has a connect and read timeout, every watch a
 server-side timeout, so shutdown takes seconds at most.
 
 What goes into the registry:
@@ -59,7 +63,7 @@ from typing import Any, Final
 
 import structlog
 import urllib3
-from kubernetes import client, watch
+from kubernetes import client
 
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import (
@@ -98,6 +102,7 @@ from mep_kubeedge_adapter.kubeedge.kubeclient import (
     describe_error,
     retry_after,
 )
+from mep_kubeedge_adapter.kubeedge.watchstream import WatchEvent, WatchStream
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry, DeviceSpec
 from mep_kubeedge_adapter.settings import KubeSettings
@@ -387,7 +392,6 @@ class KubeSource:
     # ------------------------------------------------------------- list/watch
 
     async def _list_watch(self, plural: str, version: str) -> None:
-        state = self._resources[plural]
         backoff = self._new_backoff()
         loop = asyncio.get_running_loop()
         rv: str | None = None
@@ -402,9 +406,6 @@ class KubeSource:
                 if rv is None:
                     rv = await self._relist(plural, version, reason)
                     fresh_list = True
-                state.watching = True
-                state.last_error = None
-                self._status_changed()
                 started = loop.time()
                 rv, events = await self._watch(plural, version, rv)
                 healthy = events > 0 or loop.time() - started >= _QUICK
@@ -472,11 +473,11 @@ class KubeSource:
         gen = next(self._gen_counter)
         self._watch_gen[plural] = gen
         self._gen_events[gen] = 0
-        w = watch.Watch()  # type: ignore[no-untyped-call]
+        stream = WatchStream()
         future = loop.run_in_executor(
             self._executor,
             self._stream_blocking,
-            w,
+            stream,
             api,
             plural,
             version,
@@ -488,7 +489,7 @@ class KubeSource:
         try:
             new_rv = await asyncio.shield(future)
         except asyncio.CancelledError:
-            await _stop_watch(w, future)
+            await _stop_watch(stream, future)
             raise
         except client.ApiException as exc:
             if exc.status == 410:
@@ -503,7 +504,7 @@ class KubeSource:
 
     def _stream_blocking(
         self,
-        w: watch.Watch,
+        stream: WatchStream,
         api: client.ApiClient,
         plural: str,
         version: str,
@@ -511,40 +512,53 @@ class KubeSource:
         gen: int,
         loop: asyncio.AbstractEventLoop,
     ) -> str:
-        """Runs in a watch thread: hands every event to the loop, returns the last RV."""
+        """Runs in a watch thread: tells the loop when the server accepted the watch, hands
+        it every event, and returns the last resourceVersion."""
         custom = client.CustomObjectsApi(api)
         timeout = self._settings.watch_timeout
         kwargs: dict[str, Any] = {
             "resource_version": rv,
             "allow_watch_bookmarks": True,
             "timeout_seconds": timeout,
+            "watch": True,
+            "_preload_content": False,
             "_request_timeout": (CONNECT_TIMEOUT, timeout + WATCH_READ_GRACE),
         }
         namespace = self._settings.namespace
-        if namespace:
-            stream = w.stream(  # type: ignore[no-untyped-call]
-                custom.list_namespaced_custom_object,
-                API_GROUP,
-                version,
-                namespace,
-                plural,
-                **kwargs,
-            )
-        else:
-            stream = w.stream(  # type: ignore[no-untyped-call]
-                custom.list_cluster_custom_object, API_GROUP, version, plural, **kwargs
-            )
-        for event in stream:
-            try:
-                loop.call_soon_threadsafe(
-                    self._on_event, plural, gen, event.get("type"), event.get("raw_object")
+
+        def request() -> Any:
+            if namespace:
+                return custom.list_namespaced_custom_object(
+                    API_GROUP, version, namespace, plural, **kwargs
                 )
+            return custom.list_cluster_custom_object(API_GROUP, version, plural, **kwargs)
+
+        def to_loop(callback: Callable[..., None], *args: Any) -> bool:
+            try:
+                loop.call_soon_threadsafe(callback, *args)
             except RuntimeError:  # the loop is closed: nobody is listening any more
-                w.stop()  # type: ignore[no-untyped-call]
-                break
-        return str(w.resource_version or rv)
+                stream.stop()
+                return False
+            return True
+
+        def on_event(event: WatchEvent) -> bool:
+            return to_loop(self._on_event, plural, gen, event.type, event.raw)
+
+        def on_accepted() -> None:
+            to_loop(self._on_accepted, plural, gen)
+
+        return stream.run(request, on_accepted, on_event) or rv
 
     # --------------------------------------------------------------- applying
+
+    def _on_accepted(self, plural: str, gen: int) -> None:
+        """The API server accepted a watch (on the loop thread): the resource is watched."""
+        if self._watch_gen.get(plural) != gen:
+            return
+        state = self._resources[plural]
+        state.watching = True
+        state.last_error = None
+        self._status_changed()
 
     def _on_event(self, plural: str, gen: int, kind: Any, raw: Any) -> None:
         """A watch event, on the loop thread, in the order the server sent them."""
@@ -758,16 +772,16 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def _stop_watch(w: watch.Watch, future: asyncio.Future[Any]) -> None:
+async def _stop_watch(stream: WatchStream, future: asyncio.Future[Any]) -> None:
     """Cut a watch's socket and wait briefly for its thread.
 
-    ``Watch.stop`` only shuts a socket that is open; a stop that lands while the request is
-    still being made is repeated until the thread ends.
+    A stop shuts a socket that is open; one that lands while the request is still being made
+    is repeated until the thread ends.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STOP_GRACE
     while not future.done() and loop.time() < deadline:
-        w.stop()  # type: ignore[no-untyped-call]
+        stream.stop()
         await asyncio.wait({future}, timeout=0.1)
     if not future.done():
         log.warning("kube_watch_thread_lingers")

@@ -8,6 +8,12 @@ lcmcontroller turns into 404. Another tenant's instance is unknown too.
 Writes to one app instance (instantiate, terminate) are serialised; different instances
 proceed in parallel. Instantiate returns once the objects are accepted by the API server; it
 never waits for pods (lcmcontroller gives every call 180 s).
+
+What callers can make the plugin keep is bounded (:mod:`~mep_kubeedge_adapter.mecm.quota`):
+kubeconfigs, packages and their bytes, uploads in progress, live instances, each per tenant
+and in all; a new one beyond a bound is refused (RESOURCE_EXHAUSTED) and changes nothing.
+Terminated instances are remembered for the retention the store was given: terminating one
+again answers ``Success`` within it, and ``not found`` (like an instance never known) after.
 """
 
 from __future__ import annotations
@@ -52,8 +58,20 @@ from mep_kubeedge_adapter.mecm.placement import (
     find_edge_node,
     hostname_of,
 )
+from mep_kubeedge_adapter.mecm.quota import (
+    Limits,
+    UploadSlots,
+    check_package_bytes,
+    check_room,
+)
 from mep_kubeedge_adapter.mecm.render import ChartError, render_chart
-from mep_kubeedge_adapter.mecm.state import InstanceRecord, LcmStore, ObjectRef, PackageRecord
+from mep_kubeedge_adapter.mecm.state import (
+    InstanceRecord,
+    LcmStore,
+    ObjectRef,
+    PackageRecord,
+    directory_bytes,
+)
 from mep_kubeedge_adapter.mecm.unpack import PackageRefused, UnpackLimits, unpack_zip
 from mep_kubeedge_adapter.mecm.values import (
     AK,
@@ -104,23 +122,41 @@ def check_instance_id(value: str) -> str:
 
 
 class IncomingPackage:
-    """A CSAR arriving in chunks, written straight to disk, with its size capped."""
+    """A CSAR arriving in chunks, written straight to disk, with its size capped.
 
-    def __init__(self, path: Path, limit: int) -> None:
+    The first chunk takes one of the upload slots (or is refused when none is free); the slot
+    is given back by :meth:`release`, once the package is unpacked and kept, or refused.
+    """
+
+    def __init__(self, path: Path, limit: int, slots: UploadSlots) -> None:
         self.path = path
         self._limit = limit
+        self._slots = slots
+        self._holds_slot = False
         self.size = 0
-        self._file = path.open("xb")
-        os.chmod(path, 0o600)
+        self._file: Any = None
 
     def write(self, chunk: bytes) -> None:
+        if self._file is None:
+            self._slots.take()
+            self._holds_slot = True
+            self._file = self.path.open("xb")
+            os.chmod(self.path, 0o600)
         self.size += len(chunk)
         if self.size > self._limit:
             raise PackageRefused(f"the package is larger than the limit of {self._limit} bytes")
         self._file.write(chunk)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+
+    def release(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+        if self._holds_slot:
+            self._holds_slot = False
+            self._slots.give_back()
 
 
 class _Locks:
@@ -160,11 +196,14 @@ class AppLcm:
         *,
         max_package_bytes: int,
         unpack_limits: UnpackLimits,
+        limits: Limits,
     ) -> None:
         self._store = store
         self._executor = executor
         self._max_package_bytes = max_package_bytes
         self._limits = unpack_limits
+        self._quota = limits
+        self._uploads = UploadSlots(limits.uploads_in_progress)
         self._clusters: dict[tuple[str, str], Cluster] = {}
         self._locks = _Locks()
 
@@ -182,7 +221,16 @@ class AppLcm:
         host = check_host(host_ip)
         check_id(tenant, "tenantId")
         await self._blocking(self._check_kubeconfig, content)
-        async with self._locks.hold(f"config:{tenant}:{host}"):
+        async with self._locks.hold(f"config:{tenant}:{host}"), self._locks.hold("quota:configs"):
+            if await self._store.config(tenant, host) is None:
+                check_room(
+                    "host configs",
+                    await self._store.config_holdings(tenant),
+                    self._quota.configs_per_tenant,
+                    self._quota.configs,
+                    setting="MKA_MECM__MAX_CONFIGS",
+                    remedy="remove one first",
+                )
             await self._store.put_config(tenant, host, content)
             self._forget_cluster(tenant, host)
         log.info("mecm.config.uploaded", tenant=tenant, host=host)
@@ -234,12 +282,11 @@ class AppLcm:
     def incoming_package(self) -> Any:
         """An :class:`IncomingPackage` in the data directory, removed afterwards."""
         path = self._store.incoming_dir / f"{uuid.uuid4().hex}.csar"
-        incoming = IncomingPackage(path, self._max_package_bytes)
+        incoming = IncomingPackage(path, self._max_package_bytes, self._uploads)
         try:
             yield incoming
         finally:
-            incoming.close()
-            path.unlink(missing_ok=True)
+            incoming.release()
 
     async def upload_package(
         self, tenant: str, host_ip: str, package_id: str, incoming: IncomingPackage
@@ -256,15 +303,43 @@ class AppLcm:
             files = await self._blocking(unpack_zip, incoming.path, unpacked, self._limits)
             contents = await self._blocking(inspect_package, unpacked, files, self._limits)
             record = PackageRecord(
-                tenant, host, package_id, contents.deploy, contents.artifacts, contents.metadata
+                tenant,
+                host,
+                package_id,
+                contents.deploy,
+                contents.artifacts,
+                contents.metadata,
+                await self._blocking(directory_bytes, unpacked),
             )
-            async with self._locks.hold(f"package:{tenant}:{host}:{package_id}"):
+            async with (
+                self._locks.hold(f"package:{tenant}:{host}:{package_id}"),
+                self._locks.hold("quota:packages"),
+            ):
+                await self._check_package_room(record)
                 await self._store.put_package(record, unpacked)
         finally:
             if unpacked.exists():
                 shutil.rmtree(unpacked, ignore_errors=True)
         log.info("mecm.package.uploaded", tenant=tenant, host=host, package=package_id)
         return SUCCESS
+
+    async def _check_package_room(self, record: PackageRecord) -> None:
+        replaced = await self._store.package(record.tenant, record.host, record.package_id)
+        if replaced is None:
+            check_room(
+                "packages",
+                await self._store.package_holdings(record.tenant),
+                self._quota.packages_per_tenant,
+                self._quota.packages,
+                setting="MKA_MECM__MAX_PACKAGES",
+                remedy="delete one first",
+            )
+        check_package_bytes(
+            record.disk_bytes,
+            await self._store.stored_package_bytes(),
+            0 if replaced is None else replaced.disk_bytes,
+            self._quota.stored_package_bytes,
+        )
 
     async def delete_package(self, tenant: str, host_ip: str, package_id: str) -> str:
         host = check_host(host_ip)
@@ -324,9 +399,41 @@ class AppLcm:
                 else (),
                 "instantiated",
             )
-            await self._apply(cluster, record, workload, parameters, hostname_of(node))
+            if live is not None:
+                await self._apply(cluster, record, workload, parameters, hostname_of(node))
+            else:
+                await self._claim(record)
+                try:
+                    await self._apply(cluster, record, workload, parameters, hostname_of(node))
+                except AdapterError:
+                    await self._abandon(record, previous)
+                    raise
         log.info("mecm.instantiated", tenant=tenant, host=host, instance=instance_id)
         return SUCCESS
+
+    async def _claim(self, record: InstanceRecord) -> None:
+        """Record a new live instance if the bounds leave room, before the cluster is touched
+        (so that concurrent instantiations cannot overshoot them)."""
+        async with self._locks.hold("quota:instances"):
+            check_room(
+                "app instances",
+                await self._store.live_holdings(record.tenant),
+                self._quota.instances_per_tenant,
+                self._quota.instances,
+                setting="MKA_MECM__MAX_INSTANCES",
+                remedy="terminate one first",
+            )
+            await self._store.put_instance(record)
+
+    async def _abandon(self, record: InstanceRecord, previous: InstanceRecord | None) -> None:
+        """A new instance failed before anything of it was created: as if never asked."""
+        stored = await self._store.instance(record.instance_id)
+        if stored is None or stored.objects or stored.created_namespace:
+            return  # the record lists what terminate must remove
+        if previous is None:
+            await self._store.delete_instance(record.instance_id)
+        else:
+            await self._store.put_instance(previous)
 
     async def _workload(
         self, package: PackageRecord, instance_id: str, parameters: Mapping[str, str]
@@ -406,39 +513,45 @@ class AppLcm:
                 await delete_object(cluster, ref)
                 remaining.remove(ref)
                 await self._store.put_instance(replace(record, objects=tuple(remaining)))
+            held: list[ObjectRef] = []
             for namespace in _released_namespaces(record):
                 async with self._locks.hold(_namespace_key(namespace)):
-                    await self._release_namespace(cluster, record, namespace)
+                    if await self._release_namespace(cluster, record, namespace):
+                        held.append(ObjectRef("v1", "Namespace", "", namespace))
             await self._store.put_instance(
-                replace(record, objects=(), created_namespace=False, state="terminated")
+                replace(record, objects=tuple(held), created_namespace=False, state="terminated")
             )
+        await self._store.purge_terminated()
         log.info("mecm.terminated", tenant=tenant, host=host, instance=instance_id)
         return SUCCESS
 
     async def _release_namespace(
         self, cluster: Cluster, record: InstanceRecord, namespace: str
-    ) -> None:
-        """Delete ``namespace`` if the plugin created it and no other live instance uses it.
+    ) -> bool:
+        """Delete ``namespace`` if the plugin created it and no other live instance uses it;
+        True if this instance created it and it stays for others (the terminated record then
+        holds it, so that the last of them knows the plugin made it).
 
         The plugin created a namespace when its instance label names an app instance the
-        plugin knows (this one or another, live or terminated). Any other namespace (made by
-        the cluster's operator, say) is left as it is: only the instance's objects go.
+        plugin has a record of (this one or another, live or terminated). Any other namespace
+        (made by the cluster's operator, say) is left as it is: only the instance's objects go.
         """
         resource = await cluster.resource("v1", "Namespace")
         existing = await cluster.get(resource.path(None, namespace), f"namespace {namespace}")
         if existing is None or (existing.get("metadata") or {}).get("deletionTimestamp"):
-            return
+            await self._store.release_namespace(namespace)
+            return False
         owner = namespace_owner(existing)
-        if owner is None or (
-            owner != record.instance_id and await self._store.instance(owner) is None
-        ):
+        if owner is None or (owner != record.instance_id and not await self._store.knows(owner)):
             log.info("mecm.namespace.left", namespace=namespace, reason="not created by the plugin")
-            return
+            return False
         users = await self._namespace_users(cluster, record, namespace)
         if users:
             log.info("mecm.namespace.kept", namespace=namespace, users=users)
-            return
+            return owner == record.instance_id
         await delete_object(cluster, ObjectRef("v1", "Namespace", "", namespace))
+        await self._store.release_namespace(namespace)
+        return False
 
     async def _namespace_users(
         self, cluster: Cluster, record: InstanceRecord, namespace: str

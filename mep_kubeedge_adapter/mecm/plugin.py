@@ -13,6 +13,7 @@ type is refused at start with a message that says so. There is no client certifi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +24,10 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mep_kubeedge_adapter.domain import now_ms
 from mep_kubeedge_adapter.mecm.auth import AllowAnyone, CallerCheck, TokenVerifier
 from mep_kubeedge_adapter.mecm.lifecycle import AppLcm
+from mep_kubeedge_adapter.mecm.quota import Limits
 from mep_kubeedge_adapter.mecm.servicer import AppLcmServicer
 from mep_kubeedge_adapter.mecm.state import LcmStore
 from mep_kubeedge_adapter.mecm.unpack import UnpackLimits
@@ -67,17 +70,38 @@ def _caller_check(settings: MecmSettings) -> CallerCheck:
     return TokenVerifier.from_file(settings.jwt_public_key_file)
 
 
-class MecmPlugin:
-    """``async with MecmPlugin(settings) as plugin``: serving on ``plugin.port`` until exit."""
+def _limits(settings: MecmSettings) -> Limits:
+    return Limits(
+        configs=settings.max_configs,
+        configs_per_tenant=settings.max_configs_per_tenant,
+        packages=settings.max_packages,
+        packages_per_tenant=settings.max_packages_per_tenant,
+        stored_package_bytes=settings.max_stored_package_bytes,
+        instances=settings.max_instances,
+        instances_per_tenant=settings.max_instances_per_tenant,
+        uploads_in_progress=settings.max_uploads_in_progress,
+    )
 
-    def __init__(self, settings: MecmSettings) -> None:
+
+class MecmPlugin:
+    """``async with MecmPlugin(settings) as plugin``: serving on ``plugin.port`` until exit.
+
+    ``clock`` (milliseconds) dates terminations, for the retention of terminated instances.
+    """
+
+    def __init__(self, settings: MecmSettings, *, clock: Callable[[], int] = now_ms) -> None:
         settings.check_plugin()
         self.settings = settings
         self._auth = _caller_check(settings)
         self._credentials = (
             None if settings.insecure else load_tls(settings.tls_cert_file, settings.tls_key_file)  # type: ignore[arg-type]
         )
-        self._store = LcmStore(settings.data_dir)
+        self._store = LcmStore(
+            settings.data_dir,
+            retention_ms=settings.terminated_retention * 1000,
+            max_terminated=settings.max_terminated,
+            clock=clock,
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._server: grpc.aio.Server | None = None
         self.lcm: AppLcm | None = None
@@ -97,6 +121,7 @@ class MecmPlugin:
                     max_file_bytes=settings.max_file_bytes,
                     max_total_bytes=settings.max_unpacked_bytes,
                 ),
+                limits=_limits(settings),
             )
             server = grpc.aio.server(
                 options=[

@@ -31,6 +31,7 @@ _CODES: Final = {
     ErrorKind.CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.PRECONDITION_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.QUOTA_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorKind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.UPSTREAM_REJECTED: grpc.StatusCode.FAILED_PRECONDITION,

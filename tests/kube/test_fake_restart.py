@@ -16,7 +16,7 @@ from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
 from mep_kubeedge_adapter.settings import KubeSettings
 
-from .conftest import NODE, RegistryEvents, RunningSource
+from .conftest import NODE, RegistryEvents, RunningSource, StartSource
 from .test_kubesource import device, did, model
 
 WATCH = "/apis/devices.kubeedge.io/v1beta1/devices?watch=true"
@@ -97,11 +97,57 @@ async def test_the_kube_source_follows_retry_after_once_the_server_answers(
         await fake.come_up(unavailable=1, initializing=2)
 
         await recorded.until(lambda: did("b") in registry, within=17)
-        # Every loop's watch is open again (connected flips on as each loop makes its next
-        # request, so it may show before the last refusal has been answered).
-        await fake.wait_for_watches(3, within=10)
-        await running.synced()
+        # Connected: every loop's watch was accepted again, after its refusals.
+        await running.until_status(lambda s: s["synced"] and s["connected"], within=10)
+        assert fake.open_watches == 3
         refused = [r for r in fake.requests if "watch=true" in r]
         assert len(refused) >= 3 * 4  # each resource: 503, 429, 429, then the watch
     finally:
         await running.stop()
+
+
+async def test_no_resource_is_watched_before_the_server_accepts_its_watch(
+    fake_apiserver: FakeApiServer, start_source: StartSource
+) -> None:
+    """A restarted server refuses each resource's first two watches (429, Retry-After: 1).
+    Until it accepts a resource's watch (its third request), ``/readyz`` calls that resource
+    not watching and the source not connected, at every status change."""
+    fake = fake_apiserver
+    fake.create(model())
+    fake.create(device("a"))
+    running = await start_source()
+    await running.synced()
+    await fake.go_down()
+    await running.until_status(
+        lambda s: not any(r["watching"] for r in s["resources"].values()), within=10
+    )
+    served = sorted(running.source.status()["resources"])
+    since = len(fake.requests)
+
+    def watches_made(plural: str) -> int:
+        return sum(1 for r in fake.requests[since:] if f"/{plural}?" in r and "watch=true" in r)
+
+    seen: list[tuple[bool, dict[str, tuple[bool, int]]]] = []
+
+    def record(status: dict[str, Any]) -> bool:
+        seen.append(
+            (
+                status["connected"],
+                {p: (r["watching"], watches_made(p)) for p, r in status["resources"].items()},
+            )
+        )
+        return False
+
+    recorder = asyncio.create_task(running.source.wait_status(record))
+    try:
+        await fake.come_up(initializing=2)
+        await running.until_status(lambda s: s["connected"], within=15)
+    finally:
+        recorder.cancel()
+    assert seen, "no status change was recorded"
+    for connected, resources in seen:
+        for plural, (watching, made) in resources.items():
+            assert not watching or made >= 3, f"{plural} watching after {made} watch requests"
+        assert not connected or all(made >= 3 for _, made in resources.values())
+    assert [watches_made(plural) for plural in served] == [3, 3, 3]
+    assert fake.open_watches == len(served)

@@ -33,6 +33,19 @@ EDGE_NODE_OWN_USAGE = {"cpu": "1490m", "memory": "2008Mi"}
 uses 1.5 CPUs and 2 GiB in all (metrics-server adds the pods' use to the node's own)."""
 
 
+class ManualClock:
+    """The plugin's clock in the tests (ms since the epoch): it moves when a test moves it."""
+
+    def __init__(self, now: int = 1_800_000_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
 @pytest.fixture(scope="session")
 def user_mgmt() -> UserMgmt:
     return UserMgmt()
@@ -73,6 +86,7 @@ class Setup:
     user_mgmt: UserMgmt
     token: str
     settings: MecmSettings
+    clock: ManualClock
 
     async def register_host(self) -> None:
         """What MECM does when the operator adds the host and uploads its kubeconfig."""
@@ -104,5 +118,6 @@ async def setup(
 ) -> AsyncIterator[Setup]:
     fake, cluster = fake_cluster
     settings = plugin_settings(tmp_path, pki, user_mgmt)
-    async with MecmPlugin(settings) as plugin, lcm_client(plugin, pki) as lcm:
-        yield Setup(fake, cluster, plugin, lcm, user_mgmt, user_mgmt.token(), settings)
+    clock = ManualClock()
+    async with MecmPlugin(settings, clock=clock) as plugin, lcm_client(plugin, pki) as lcm:
+        yield Setup(fake, cluster, plugin, lcm, user_mgmt, user_mgmt.token(), settings, clock)

@@ -129,3 +129,30 @@ async def test_instantiating_into_a_namespace_being_deleted_asks_to_try_again(
         s.fake.get("Namespace", "", SHARED)["metadata"]["labels"]["app.kubernetes.io/instance"]
         == SECOND
     )
+
+
+async def test_a_namespace_outlives_the_retention_of_the_instance_that_created_it(
+    setup: Setup,
+) -> None:
+    """The creator's record is what tells the last instance out that the plugin made the
+    namespace, so it is kept past its retention until the namespace goes."""
+    s = setup
+    third = "0a1b2c3d-0000-4000-8000-000000000003"
+    await _register(s, EDGE_IP)
+    await _instantiate(s, FIRST, EDGE_IP)  # creates the namespace
+    await _instantiate(s, SECOND, EDGE_IP)
+    assert await s.lcm.terminate(s.token, TENANT, EDGE_IP, FIRST) == "Success"
+    assert _namespace_exists(s, SHARED)
+
+    s.clock.advance(8 * 24 * 3600 * 1000)  # beyond the week terminated instances are kept
+    parameters = {"ak": "AK", "sk": "SK", "appnamespace": "other-apps"}
+    status = await s.lcm.instantiate(s.token, TENANT, EDGE_IP, third, FIRST[-4:], parameters)
+    assert status == "Success"
+    assert await s.lcm.terminate(s.token, TENANT, EDGE_IP, third) == "Success"  # purges
+    assert await s.lcm.terminate(s.token, TENANT, EDGE_IP, FIRST) == "Success"  # still held
+
+    assert await s.lcm.terminate(s.token, TENANT, EDGE_IP, SECOND) == "Success"
+    await s.cluster.wait_for(lambda: not _namespace_exists(s, SHARED))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # released, then purged
+        await s.lcm.terminate(s.token, TENANT, EDGE_IP, FIRST)
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND

@@ -331,7 +331,7 @@ async def test_state_survives_a_restart(setup: Setup, pki: Pki) -> None:
     await _deploy(s)
     await s.cluster.wait_for(lambda: _running(s))
     await s.plugin.__aexit__(None, None, None)
-    async with MecmPlugin(s.settings) as again, lcm_client(again, pki) as lcm:
+    async with MecmPlugin(s.settings, clock=s.clock) as again, lcm_client(again, pki) as lcm:
         assert await lcm.package_status(s.token, TENANT, EDGE_IP, "pkg-1") == "uploaded"
         document = json.loads(await lcm.query(s.token, TENANT, EDGE_IP, INSTANCE))
         assert document["pods"][0]["podstatus"] == "Running"
