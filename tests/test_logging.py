@@ -16,6 +16,8 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.observability import (
     ACCESS_LOG,
+    REQUEST_ID_VAR,
+    add_request_id,
     add_timestamp,
     configure_logging,
     utc_timestamp,
@@ -59,13 +61,14 @@ def _without_timestamp(line: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("method", "route", "status", "seconds", "debug", "context"),
+    ("method", "route", "status", "seconds", "debug", "request_id", "context"),
     [
-        ("GET", TWIN_ROUTE, 200, 0.000123, False, {"request_id": "0123abcd"}),
-        ("PATCH", TWIN_ROUTE, 412, 1.5, False, {"request_id": "x/y:z@w+=."}),
-        ("GET", "/healthz", 200, 0.0, True, {"request_id": "r1"}),
-        ("BREW", "unmatched", 404, 12.25, False, {}),
-        ("GET", "unmatched", 500, 1e-06, False, {"request_id": "r", "tenant": 'é\\"x'}),
+        ("GET", TWIN_ROUTE, 200, 0.000123, False, "0123abcd", {}),
+        ("PATCH", TWIN_ROUTE, 412, 1.5, False, "x/y:z@w+=.", {}),
+        ("GET", "/healthz", 200, 0.0, True, "r1", {}),
+        ("BREW", "unmatched", 404, 12.25, False, None, {}),
+        ("GET", "unmatched", 500, 1e-06, False, "r", {"tenant": 'é\\"x'}),
+        ("GET", TWIN_ROUTE, 200, 0.5, False, "ours", {"request_id": "bound"}),
     ],
 )
 def test_the_line_has_the_fields_and_json_of_structlogs_chain(
@@ -75,9 +78,11 @@ def test_the_line_has_the_fields_and_json_of_structlogs_chain(
     status: int,
     seconds: float,
     debug: bool,
+    request_id: str | None,
     context: dict[str, str],
 ) -> None:
     configure_logging("debug", "json")
+    token = REQUEST_ID_VAR.set(request_id)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(**context)
     try:
@@ -85,14 +90,29 @@ def test_the_line_has_the_fields_and_json_of_structlogs_chain(
         _chain_line(method, route, status, seconds, debug)
     finally:
         structlog.contextvars.clear_contextvars()
+        REQUEST_ID_VAR.reset(token)
     fast, chain = stderr.getvalue().splitlines()
     assert _without_timestamp(fast)[0] == _without_timestamp(chain)[0]
     body = json.loads(fast)
     keys = list(body)
     assert keys[:5] == ["method", "route", "status", "seconds", "event"]
-    assert set(keys[5:-2]) == set(context)
+    assert set(keys[5:-2]) == set(context) | ({"request_id"} if request_id else set())
     assert keys[-2:] == ["level", "timestamp"]
     assert body["level"] == ("debug" if debug else "info")
+    assert body.get("request_id") == context.get("request_id", request_id)
+
+
+def test_every_line_logged_during_a_request_carries_its_id(stderr: Stderr) -> None:
+    configure_logging("info", "json")
+    token = REQUEST_ID_VAR.set("req-7")
+    try:
+        structlog.get_logger("somewhere").warning("something_happened", detail="d")
+    finally:
+        REQUEST_ID_VAR.reset(token)
+    structlog.get_logger("somewhere").warning("after_the_request")
+    during, after = (json.loads(line) for line in stderr.getvalue().splitlines())
+    assert during["request_id"] == "req-7"
+    assert "request_id" not in after
 
 
 def test_levels_are_respected(stderr: Stderr) -> None:
@@ -148,6 +168,31 @@ def test_timestamps_are_structlogs_iso_utc_text() -> None:
     reference = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamped)
     assert stamped[:16] == reference["timestamp"][:16]
+
+
+async def test_lines_noted_before_a_test_captures_logs_reach_the_capture(stderr: Stderr) -> None:
+    """Lines are formatted when the loop iteration ends; if structlog was configured anew
+    meanwhile, they go through structlog then, with the request id they were noted with."""
+    configure_logging("info", "json")
+    token = REQUEST_ID_VAR.set("noted-1")
+    try:
+        ACCESS_LOG.write("GET", TWIN_ROUTE, 200, 0.001, debug=False)
+    finally:
+        REQUEST_ID_VAR.reset(token)
+    with structlog.testing.capture_logs(processors=[add_request_id]) as captured:
+        await asyncio.sleep(0)
+    assert stderr.getvalue() == ""
+    assert captured == [
+        {
+            "event": "api_request",
+            "method": "GET",
+            "route": TWIN_ROUTE,
+            "status": 200,
+            "seconds": 0.001,
+            "request_id": "noted-1",
+            "log_level": "info",
+        }
+    ]
 
 
 async def test_lines_of_one_loop_iteration_are_written_together_in_order(

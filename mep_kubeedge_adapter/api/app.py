@@ -4,11 +4,12 @@ Middlewares, outermost first, and why in this order:
 
 1. ``front`` (one middleware, since every layer costs on each request): tells the
    listener's ``HeaderDeadline`` that the connection delivered a request; takes
-   ``X-Request-Id`` or makes one and binds it into the structlog context for every log
-   line of the request (``on_response_prepare`` echoes it, so even a websocket upgrade and
-   a problem response carry it); counts ``mka_api_requests{route,method,status}`` and the
-   latency by route template, after errors became responses, so the status is the one
-   the caller saw; and writes the access log line (``ACCESS_LOG``);
+   ``X-Request-Id`` or makes one, sets it for every log line of the request
+   (``REQUEST_ID_VAR``) and puts it on the response the handler returns (problems
+   included; the websocket handler puts it on its upgrade itself, before preparing it);
+   counts ``mka_api_requests{route,method,status}`` and the latency by route template,
+   after errors became responses, so the status is the one the caller saw; and writes the
+   access log line (``ACCESS_LOG``);
 2. ``problem_middleware``: every failure below becomes problem+json (``problems.py``);
 3. the bearer check when ``MKA_API__AUTH=jwt`` (``auth.py``), whose 401 is such a failure.
 """
@@ -29,9 +30,13 @@ from mep_kubeedge_adapter.api import devices, iots, openapi, subscriptions
 from mep_kubeedge_adapter.api.auth import EXEMPT_PATHS, BearerVerifier, auth_middleware
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, ApiDeps, Readiness
 from mep_kubeedge_adapter.api.listener import HeaderDeadline
-from mep_kubeedge_adapter.api.problems import REQUEST_ID, problem_middleware
+from mep_kubeedge_adapter.api.problems import REQUEST_ID, REQUEST_ID_HEADER, problem_middleware
 from mep_kubeedge_adapter.console import add_console_routes
-from mep_kubeedge_adapter.observability import ACCESS_LOG, Metrics
+from mep_kubeedge_adapter.observability import (
+    ACCESS_LOG,
+    REQUEST_ID_VAR,
+    ApiRequestMetrics,
+)
 
 __all__ = ["API_BASE", "DEPS", "ApiDeps", "Readiness", "create_app"]
 
@@ -42,8 +47,6 @@ UNMATCHED_ROUTE = "unmatched"
 
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _request_numbers = itertools.count(1)
-_METRIC_CHILDREN_LIMIT = 1024
-"""Distinct (route, method, status) whose metric children are kept; more are looked up."""
 
 
 def _new_request_id() -> str:
@@ -57,70 +60,33 @@ def _route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        response.headers["X-Request-Id"] = request_id
-
-
-class _MetricChildren:
-    """The ``mka_api_requests`` children per (route, method, status), ``mka_api_latency``
-    children per route: ``labels()`` builds and checks the label tuple under a lock on
-    every call, and a child never changes once made, so each is looked up once."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._requests: dict[tuple[str, str, int], Any] = {}
-        self._latency: dict[str, Any] = {}
-
-    def requests(self, route: str, method: str, status: int) -> Any:
-        key = (route, method, status)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._metrics.api_requests.labels(route, method, str(status))
-            if len(self._requests) < _METRIC_CHILDREN_LIMIT:
-                self._requests[key] = child
-        return child
-
-    def latency(self, route: str) -> Any:
-        child = self._latency.get(route)
-        if child is None:
-            child = self._metrics.api_latency.labels(route)
-            if len(self._latency) < _METRIC_CHILDREN_LIMIT:
-                self._latency[route] = child
-        return child
-
-
-_METRIC_CHILDREN = web.AppKey("metric_children", _MetricChildren)
-
-
-def _front(header_deadline: HeaderDeadline | None) -> Any:
+def _front(header_deadline: HeaderDeadline | None, metrics: ApiRequestMetrics) -> Any:
     @web.middleware
     async def front(request: web.Request, handler: Any) -> web.StreamResponse:
         if header_deadline is not None:
             header_deadline.delivered(request)
-        offered = request.headers.get("X-Request-Id", "")
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = (
             offered if offered and _REQUEST_ID_PATTERN.match(offered) else _new_request_id()
         )
         request[REQUEST_ID] = request_id
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = REQUEST_ID_VAR.set(request_id)
         route = _route_template(request)
         started = time.perf_counter()
         status = 500
         try:
             response: web.StreamResponse = await handler(request)
             status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = request_id
             return response
         except web.HTTPException as exc:
             status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = request_id
             raise
         finally:
             elapsed = time.perf_counter() - started
-            children = request.app[_METRIC_CHILDREN]
-            children.requests(route, request.method, status).inc()
-            if status != 101:
-                children.latency(route).observe(elapsed)
+            metrics.observe(route, request.method, status, None if status == 101 else elapsed)
             ACCESS_LOG.write(
                 request.method,
                 route,
@@ -128,7 +94,7 @@ def _front(header_deadline: HeaderDeadline | None) -> Any:
                 round(elapsed, 6),
                 debug=request.path in EXEMPT_PATHS,
             )
-            structlog.contextvars.reset_contextvars(**tokens)
+            REQUEST_ID_VAR.reset(token)
 
     return front
 
@@ -160,7 +126,7 @@ def create_app(deps: ApiDeps, *, header_deadline: HeaderDeadline | None = None) 
     connections delivered a request.
     """
     api = deps.settings.api
-    middlewares: list[Any] = [_front(header_deadline), problem_middleware]
+    middlewares: list[Any] = [_front(header_deadline, deps.metrics.api), problem_middleware]
     if api.auth == "jwt":
         if api.jwt_public_key_file is None:
             raise ValueError("auth=jwt needs jwt_public_key_file")
@@ -168,8 +134,6 @@ def create_app(deps: ApiDeps, *, header_deadline: HeaderDeadline | None = None) 
         middlewares.append(auth_middleware(verifier, frozenset({subscriptions.WEBSOCKET})))
     app = web.Application(client_max_size=api.max_body, middlewares=middlewares)
     app[DEPS] = deps
-    app[_METRIC_CHILDREN] = _MetricChildren(deps.metrics)
-    app.on_response_prepare.append(_echo_request_id)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics, allow_head=False)

@@ -64,6 +64,16 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 REQUEST_ID = web.RequestKey("request_id", str)
 """Set by the request-id middleware; problems carry it so callers can quote it."""
 
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Put the request's id on ``response``; the front middleware does it for every response
+    a handler returns, a handler that prepares its own (a websocket) calls it first."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
+
 
 def problem_type(status: int, kind: ErrorKind | None = None) -> str:
     """The ``type`` URI: the error kind's value, else the first kind mapped to the status."""

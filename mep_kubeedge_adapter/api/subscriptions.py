@@ -28,7 +28,7 @@ from mep_kubeedge_adapter.api.bodies import read_json
 from mep_kubeedge_adapter.api.deps import API_BASE, DEPS, SubscriptionApi
 from mep_kubeedge_adapter.api.links import links, websocket_url
 from mep_kubeedge_adapter.api.openapi_parts import json_body, ref, responses
-from mep_kubeedge_adapter.api.problems import validation_detail
+from mep_kubeedge_adapter.api.problems import echo_request_id, validation_detail
 from mep_kubeedge_adapter.api.schemas import SubscriptionInfo, encode
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.notify.models import (
@@ -140,6 +140,7 @@ async def subscription_websocket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPUpgradeRequired(
             text="this route only serves websocket upgrades", headers={"Upgrade": "websocket"}
         )
+    echo_request_id(request, ws)
     await ws.prepare(request)
     sockets = request.app[OPEN_SOCKETS]
     sockets.add(ws)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import pytest
 import structlog
+from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 from openapi_spec_validator import validate as validate_spec
 
 from mep_kubeedge_adapter import console
 from mep_kubeedge_adapter.api.openapi import document
 from mep_kubeedge_adapter.domain import DeviceId
+from mep_kubeedge_adapter.observability import REQUEST_ID_VAR, add_request_id
 from tests.api.conftest import ApiHarness, HarnessFactory, Reply
 
 THERMO = "/kubeedge_devices/v1/devices/default/thermo-1"
@@ -38,7 +41,7 @@ async def test_request_id_is_taken_or_made_and_echoed(harness: ApiHarness) -> No
 
 async def test_every_log_line_of_a_request_carries_its_id(harness: ApiHarness) -> None:
     with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars]
+        processors=[structlog.contextvars.merge_contextvars, add_request_id]
     ) as logs:
         await harness.call("GET", THERMO, headers={"X-Request-Id": "trace-me"})
     lines = [line for line in logs if line.get("event") == "api_request"]
@@ -46,6 +49,7 @@ async def test_every_log_line_of_a_request_carries_its_id(harness: ApiHarness) -
     assert all(line["request_id"] == "trace-me" for line in lines)
     assert lines[-1]["route"] == "/kubeedge_devices/v1/devices/{namespace}/{name}"
     assert structlog.contextvars.get_contextvars().get("request_id") is None
+    assert REQUEST_ID_VAR.get() is None
 
 
 async def test_an_unexpected_exception_is_a_generic_500_logged_with_the_request_id(
@@ -53,7 +57,7 @@ async def test_an_unexpected_exception_is_a_generic_500_logged_with_the_request_
 ) -> None:
     harness = await make_harness(desired_writer=CrashingWriter())
     with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars]
+        processors=[structlog.contextvars.merge_contextvars, add_request_id]
     ) as logs:
         reply = await harness.call(
             "PATCH",
@@ -132,6 +136,19 @@ async def test_the_document_lists_exactly_the_served_routes(harness: ApiHarness)
     assert served == documented
     assert harness.document["openapi"] == "3.1.0"
     assert harness.document["servers"] == [{"url": harness.base}]
+
+
+async def test_every_route_resolves_to_itself(harness: ApiHarness) -> None:
+    """Each route's own path reaches that route, whatever order the routes were added in
+    (the twin is added before the device and the device list, which share its prefix)."""
+    app = harness.client.app
+    routes = [route for route in app.router.routes() if route.resource is not None]
+    assert len(routes) > 20
+    for route in routes:
+        assert route.resource is not None
+        path = re.sub(r"\{[^}]+\}", "p-1", route.resource.canonical)
+        match = await app.router.resolve(make_mocked_request(route.method, path, app=app))
+        assert match.route is route, (route.method, path, match.route)
 
 
 def test_the_response_check_catches_an_undocumented_shape(harness: ApiHarness) -> None:
