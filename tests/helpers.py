@@ -19,9 +19,13 @@ def virtual_time() -> Iterator[None]:
     whenever nothing is ready, so sleeps, timeouts and periodic loops of seconds or
     minutes pass at once and exactly (``looptime``).
 
-    Only for code whose waits are all timers of this loop: sockets and threads answer in
-    real time, and the clock jumps past their timeouts (even a server in this process races
-    it). The clock continues from its real value, so timers set before keep their place.
+    Only for tests whose parties all run on this loop and time themselves with its clock
+    (``loop.time()``, sleeps, timeouts). HTTP over loopback between such parties is fine: the
+    kernel normally hands the bytes to the peer socket within the send, and the clock moves
+    only after many polls found nothing to do. Threads (aiosqlite, ``asyncio.to_thread``, the
+    kubernetes client) and other processes (mosquitto) answer in real time, and the clock
+    jumps past their timeouts. The clock continues from its real value, so timers set before
+    keep their place; leave the block only when the test's parties have stopped.
     """
     loop = asyncio.get_running_loop()
     patched = looptime.patch_event_loop(

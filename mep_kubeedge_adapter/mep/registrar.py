@@ -60,7 +60,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -206,6 +205,12 @@ def wanted_services(
                 )
             )
     return wanted
+
+
+def _now() -> float:
+    """The event loop's clock: the heartbeat schedule and the settle window are timers of the
+    loop, so their deadlines are read from the clock the loop's timers follow."""
+    return asyncio.get_running_loop().time()
 
 
 def _spread(ser_name: str) -> float:
@@ -442,7 +447,7 @@ class Registrar:
                 if info.state is ServiceState.INACTIVE:
                     await self._restore(client, reg)
                 elif info.state is ServiceState.SUSPENDED:
-                    reg.due = time.monotonic()
+                    reg.due = _now()
             elif self._ours(info.serName):
                 stale.append(sid)
             else:
@@ -533,7 +538,7 @@ class Registrar:
             wanted=wanted,
             ser_instance_id=created.serInstanceId,
             liveness_path=created.liveness_path,
-            due=time.monotonic() + interval * _spread(wanted.ser_name),
+            due=_now() + interval * _spread(wanted.ser_name),
         )
         self._metrics.mep_services.set(len(self._regs))
         log.info(
@@ -587,7 +592,7 @@ class Registrar:
             if self._dirty:
                 await self._coalesce()
                 return
-            now = time.monotonic()
+            now = _now()
             due = [reg for reg in self._regs.values() if reg.due <= now]
             if due:
                 lost = await self._bounded([partial(self._beat, client, r) for r in due])
@@ -603,11 +608,11 @@ class Registrar:
 
     async def _coalesce(self) -> None:
         """Wait until the registry was quiet for ``settle`` s (at most 4 * ``settle`` in all)."""
-        deadline = time.monotonic() + 4 * self._settle
+        deadline = _now() + 4 * self._settle
         while not self._stop.is_set():
             self._wake.clear()
             self._dirty = False
-            left = min(self._settle, deadline - time.monotonic())
+            left = min(self._settle, deadline - _now())
             if left <= 0:
                 break
             with contextlib.suppress(TimeoutError):
@@ -631,7 +636,7 @@ class Registrar:
             return True
         except Conflict:
             return not await self._restore(client, reg)
-        reg.due = time.monotonic() + self._interval
+        reg.due = _now() + self._interval
         return False
 
     async def _restore(self, client: Mp1Client, reg: _Registration) -> bool:
@@ -643,7 +648,7 @@ class Registrar:
             self._regs.pop(reg.wanted.ser_name, None)
             self._metrics.mep_services.set(len(self._regs))
             return False
-        reg.due = time.monotonic() + self._interval
+        reg.due = _now() + self._interval
         log.info("mep_instance_restored", ser_name=reg.wanted.ser_name)
         return True
 

@@ -1,9 +1,14 @@
-"""Fixtures: a MEP emulator on a loopback port and Mp1Clients bound to its identities."""
+"""Fixtures: a MEP emulator on a loopback port and Mp1Clients bound to its identities.
+
+Tests of timing (heartbeats, liveness windows, lock-outs, retry waits) use the
+``virtual_clock`` fixture ahead of ``mep``: the emulator, the client and the registrar all run
+on the test's event loop and read its clock, so on virtual time their seconds pass at once and
+exactly while the HTTP between them stays real.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,6 +17,7 @@ from aiohttp import web
 
 from mep_kubeedge_adapter.emulators.mep import AppIdentity, MepEmulator
 from mep_kubeedge_adapter.mep.client import Mp1Client
+from tests.helpers import virtual_time
 
 T = TypeVar("T")
 
@@ -20,11 +26,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ObservedMep(MepEmulator):
-    """The emulator plus a probe on ``POST …/services``: in-flight count and an optional delay.
+    """The emulator plus a probe on ``POST …/services``: in-flight count and an optional delay;
+    and a record of the heartbeats it accepted.
 
     ``register_delay`` holds each registration that long before the emulator handles it, so
     concurrent registrations overlap and ``max_in_flight`` shows how many a client sends at
-    once.
+    once. ``beats`` maps a service instance id to the loop times of its accepted liveness PUTs.
     """
 
     def __init__(self, *args: Any, register_delay: float = 0.0, **kwargs: Any) -> None:
@@ -32,12 +39,19 @@ class ObservedMep(MepEmulator):
         self.register_delay = register_delay
         self.in_flight = 0
         self.max_in_flight = 0
+        self.beats: dict[str, list[float]] = {}
 
     def build_app(self) -> web.Application:
         app = super().build_app()
 
         @web.middleware
         async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.method == "PUT" and request.path.endswith("/liveness"):
+                response = await handler(request)
+                if response.status == 204:
+                    sid = request.match_info["serInstanceId"]
+                    self.beats.setdefault(sid, []).append(asyncio.get_running_loop().time())
+                return response
             if request.method != "POST" or not request.path.endswith("/services"):
                 return await handler(request)
             self.in_flight += 1
@@ -51,6 +65,14 @@ class ObservedMep(MepEmulator):
 
         app.middlewares.insert(0, observe)
         return app
+
+
+@pytest.fixture
+async def virtual_clock() -> AsyncIterator[None]:
+    """The test on virtual time (``tests.helpers.virtual_time``); request it before ``mep``
+    (``pytest.mark.usefixtures``) so that the emulator starts and stops on the same clock."""
+    with virtual_time():
+        yield
 
 
 @pytest.fixture
@@ -85,12 +107,14 @@ async def client(mep: MepEmulator, producer: AppIdentity) -> AsyncIterator[Mp1Cl
 async def eventually(
     probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 5.0
 ) -> T:
-    """Poll ``probe`` until ``accept`` holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``probe`` until ``accept`` holds, failing after ``timeout`` seconds of the loop's
+    clock (virtual seconds on virtual time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while True:
         value = await probe()
         if accept(value):
             return value
-        if time.monotonic() > deadline:
+        if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last value {value!r}")
         await asyncio.sleep(0.05)

@@ -75,21 +75,18 @@ async def test_bad_signature_is_rejected_then_locked(
         assert await good.token()
 
 
+@pytest.mark.usefixtures("virtual_clock")
 async def test_lock_expires(mep: MepEmulator, producer: AppIdentity) -> None:
     async with Mp1Client(mep.url, producer.app_instance_id, producer.ak, "B" * 64) as bad:
         for _ in range(3):
             with pytest.raises(CredentialsRejected):
                 await bad.token()
     async with Mp1Client(mep.url, producer.app_instance_id, producer.ak, producer.sk) as good:
-
-        async def attempt() -> bool:
-            try:
-                await good.token()
-            except Locked:
-                return False
-            return True
-
-        assert await eventually(attempt, bool, timeout=5.0)
+        await asyncio.sleep(0.5 * mep.mepauth.lockout_seconds)
+        with pytest.raises(Locked):
+            await good.token()
+        await asyncio.sleep(0.6 * mep.mepauth.lockout_seconds)
+        assert await good.token()
 
 
 async def test_unknown_ak_is_rejected(mep: MepEmulator) -> None:
@@ -190,6 +187,7 @@ async def test_body_guard_before_sending(mep: MepEmulator, client: Mp1Client) ->
     assert mep.calls_total == 0
 
 
+@pytest.mark.usefixtures("virtual_clock")
 async def test_missed_heartbeats_suspend_and_a_beat_revives(
     mep: MepEmulator, client: Mp1Client
 ) -> None:

@@ -3,13 +3,19 @@
 The registry is filled directly (``add_member`` / ``upsert_spec``); the emulator validates
 every MP1 body against MEC 011 and EdgeGallery's rules, and the ``mep`` fixture fails a test
 whose requests produced a schema violation.
+
+The registrar's own tests run on virtual time (``on_virtual_time``): the registrar, its client
+and the emulator are parties of one event loop that read its clock, so heartbeats, liveness
+windows and lock-out waits pass at once and exactly, and counts over a window are exact. The
+test in the composition root runs in real time: the adapter's store works in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +27,7 @@ import pytest
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import DeviceId
 from mep_kubeedge_adapter.emulators.mep import AppIdentity
-from mep_kubeedge_adapter.mep.client import Mp1Client
+from mep_kubeedge_adapter.mep.client import LOCKOUT_SECONDS, Mp1Client
 from mep_kubeedge_adapter.mep.models import (
     ServiceState,
     node_service_info,
@@ -52,6 +58,8 @@ LIVENESS = (
 TOKEN = "POST /mep/token"
 NODE_SERVICE = to_ser_name("kubeedge-devices", NODE)
 IOTS_SERVICE = to_ser_name("iots", NODE)
+
+on_virtual_time = pytest.mark.usefixtures("virtual_clock")
 
 
 def settings_for(mep: ObservedMep, app: AppIdentity, **overrides: Any) -> MepSettings:
@@ -157,6 +165,7 @@ def test_steady_state_formula() -> None:
 # ------------------------------------------------------------------ node mode
 
 
+@on_virtual_time
 async def test_node_mode_registers_beats_and_deregisters(
     mep: ObservedMep, producer: AppIdentity
 ) -> None:
@@ -168,10 +177,16 @@ async def test_node_mode_registers_beats_and_deregisters(
         assert set(ids) == {NODE_SERVICE, IOTS_SERVICE}
         # The ids are the ones the emulator handed out in its 201 bodies.
         assert set(ids.values()) == {s["serInstanceId"] for s in mep.services()}
-        # Beats keep them ACTIVE well past the emulator's liveness window (0.6 s + 0.3 s).
-        await asyncio.sleep(1.5)
+        # Beats keep them ACTIVE well past the emulator's liveness window (0.6 s + 0.3 s):
+        # each instance beats once per interval, the first within its first interval.
+        await asyncio.sleep(10 * BEAT)
         assert {mep.service_state(i) for i in ids.values()} == {"ACTIVE"}
-        assert mep.calls[LIVENESS] >= 2 * 3
+        for sid in ids.values():
+            beats = mep.beats[sid]
+            gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
+            assert gaps == pytest.approx([BEAT] * len(gaps), abs=1e-6)
+            assert len(beats) >= 9
+        assert mep.calls[LIVENESS] == sum(len(b) for b in mep.beats.values())
         assert registrar.status()["state"] == "registered"
         exposition = metrics.exposition().decode()
         assert 'mka_mep_state{state="registered"} 1.0' in exposition
@@ -181,6 +196,7 @@ async def test_node_mode_registers_beats_and_deregisters(
     assert mep.calls[DELETE] == 2
 
 
+@on_virtual_time
 async def test_stale_instances_are_deleted_at_start(
     mep: ObservedMep, producer: AppIdentity
 ) -> None:
@@ -197,6 +213,7 @@ async def test_stale_instances_are_deleted_at_start(
     assert names(mep, producer) == [other_node.serName]
 
 
+@on_virtual_time
 async def test_wiped_mep_is_re_registered_within_two_heartbeats(
     mep: ObservedMep, producer: AppIdentity
 ) -> None:
@@ -204,13 +221,14 @@ async def test_wiped_mep_is_re_registered_within_two_heartbeats(
         await until(lambda: registrar.state is MepState.REGISTERED)
         before = set(registrar.registered().values())
         mep.wipe()
-        wiped_at = time.monotonic()
-        await until(lambda: len(names(mep, producer)) == 2, timeout=2 * BEAT + 0.5)
-        assert time.monotonic() - wiped_at <= 2 * BEAT + 0.5
+        wiped_at = asyncio.get_running_loop().time()
+        await until(lambda: len(names(mep, producer)) == 2, timeout=2 * BEAT)
+        assert asyncio.get_running_loop().time() - wiped_at <= 2 * BEAT
         assert set(registrar.registered().values()).isdisjoint(before)
         await until(lambda: registrar.state is MepState.REGISTERED)
 
 
+@on_virtual_time
 async def test_inactive_service_is_restored(mep: ObservedMep, producer: AppIdentity) -> None:
     async with running(settings_for(mep, producer)) as registrar:
         await until(lambda: registrar.state is MepState.REGISTERED)
@@ -219,7 +237,7 @@ async def test_inactive_service_is_restored(mep: ObservedMep, producer: AppIdent
         async with Mp1Client(mep.url, producer.app_instance_id, producer.ak, producer.sk) as c:
             await c.update_service(sid, inactive)
         assert mep.service_state(sid) == "INACTIVE"
-        await until(lambda: mep.service_state(sid) == "ACTIVE", timeout=2 * BEAT + 0.5)
+        await until(lambda: mep.service_state(sid) == "ACTIVE", timeout=2 * BEAT)
         assert registrar.registered()[NODE_SERVICE] == sid
         assert (
             mep.calls[
@@ -229,6 +247,7 @@ async def test_inactive_service_is_restored(mep: ObservedMep, producer: AppIdent
         )
 
 
+@on_virtual_time
 async def test_mep_down_at_start_then_up(mep: ObservedMep, producer: AppIdentity) -> None:
     mep.down("close")
     async with running(settings_for(mep, producer), backoff_cap=0.2) as registrar:
@@ -243,6 +262,7 @@ async def test_mep_down_at_start_then_up(mep: ObservedMep, producer: AppIdentity
         assert names(mep, producer) == sorted([NODE_SERVICE, IOTS_SERVICE])
 
 
+@on_virtual_time
 async def test_outage_after_registration_reconciles(
     mep: ObservedMep, producer: AppIdentity
 ) -> None:
@@ -258,25 +278,34 @@ async def test_outage_after_registration_reconciles(
         assert names(mep, producer) == sorted([NODE_SERVICE, IOTS_SERVICE])
 
 
-async def test_bad_credentials_lock_without_retry_storm(
-    mep: ObservedMep, producer: AppIdentity
-) -> None:
-    settings = settings_for(mep, producer, sk="B" * 64)
-    metrics = Metrics()
-    async with running(settings, metrics=metrics, lockout_wait=60.0) as registrar:
-        await until(lambda: registrar.state is MepState.LOCKED)
-        await asyncio.sleep(1.0)
-        assert mep.calls[TOKEN] == 1
-        assert mep.calls_total == 1
-        status = registrar.status()
-        assert status["state"] == "locked"
-        assert "rejected" in status["reason"]
-        assert 'mka_mep_state{state="locked"} 1.0' in metrics.exposition().decode()
+@on_virtual_time
+async def test_bad_credentials_lock_without_retry_storm(producer: AppIdentity) -> None:
+    # An emulator of its own with a slow liveness check (nothing here beats): its check then
+    # ticks once a second, and the quarter hour below passes in a thousand steps.
+    async with ObservedMep(identities=[producer], liveness_seconds=60.0) as mep:
+        settings = settings_for(mep, producer, sk="B" * 64)
+        metrics = Metrics()
+        async with running(settings, metrics=metrics, lockout_wait=60.0) as registrar:
+            await until(lambda: registrar.state is MepState.LOCKED)
+            # Nothing more for almost all of EdgeGallery's lock-out, longer than lockout_wait...
+            await asyncio.sleep(LOCKOUT_SECONDS - 1.0)
+            assert mep.calls[TOKEN] == 1
+            assert mep.calls_total == 1
+            status = registrar.status()
+            assert status["state"] == "locked"
+            assert "rejected" in status["reason"]
+            assert 'mka_mep_state{state="locked"} 1.0' in metrics.exposition().decode()
+            # ... then one new attempt, which is refused and locks again.
+            await until(lambda: mep.calls[TOKEN] == 2, timeout=2.0)
+            await until(lambda: registrar.state is MepState.LOCKED)
+            assert mep.calls_total == 2
+        assert mep.schema_violations == []
 
 
 # ------------------------------------------------------------------ per-device / per-model
 
 
+@on_virtual_time
 async def test_per_device_bounded_concurrency_and_removal(
     mep: ObservedMep, producer: AppIdentity
 ) -> None:
@@ -297,6 +326,7 @@ async def test_per_device_bounded_concurrency_and_removal(
         assert mep.calls[REGISTER] == 42
 
 
+@on_virtual_time
 async def test_per_model_follows_models_in_use(mep: ObservedMep, producer: AppIdentity) -> None:
     registry = DeviceRegistry()
     settings = settings_for(mep, producer, service_mode="per-model")
@@ -313,6 +343,7 @@ async def test_per_model_follows_models_in_use(mep: ObservedMep, producer: AppId
         assert registrar.state is MepState.REGISTERED
 
 
+@on_virtual_time
 @pytest.mark.parametrize("configured_limit", [50, 100])
 async def test_instance_limit_reports_and_never_loops(
     mep: ObservedMep, producer: AppIdentity, configured_limit: int
@@ -338,6 +369,8 @@ async def test_instance_limit_reports_and_never_loops(
         )
         posts = mep.calls[REGISTER]
         assert 50 <= posts <= 50 + 8
+        # No new registration attempt while nothing changed: four rounds of heartbeats pass
+        # (an absence, so a wait; on virtual time it costs no waiting).
         await asyncio.sleep(4 * BEAT)
         assert mep.calls[REGISTER] == posts
         held = names(mep, producer)
@@ -363,17 +396,19 @@ async def test_instance_limit_reports_and_never_loops(
     assert names(mep, producer) == []
 
 
+@on_virtual_time
 async def test_steady_state_calls_per_minute(mep: ObservedMep, producer: AppIdentity) -> None:
+    """Over one minute of steady state, exactly one heartbeat per instance per interval and
+    nothing else: the formula's count without its token term (one refresh an hour)."""
     async with running(settings_for(mep, producer)) as registrar:
         await until(lambda: registrar.state is MepState.REGISTERED)
-        await asyncio.sleep(BEAT)
+        # An instance's first beat comes 0.5 to 1 interval after its registration: a quarter
+        # of an interval past a whole one, no beat is due, so none sits on the window's edges.
+        await asyncio.sleep(BEAT + BEAT / 4)
         mep.reset_calls()
-        window = 3.0
-        await asyncio.sleep(window)
-        measured = mep.calls_total * 60.0 / window
-        expected = steady_calls_per_minute(2, BEAT)
-        assert mep.calls[LIVENESS] == mep.calls_total
-        assert measured == pytest.approx(expected, rel=0.25)
+        await asyncio.sleep(60.0)
+        assert mep.calls_total == mep.calls[LIVENESS]
+        assert mep.calls_total == math.floor(steady_calls_per_minute(2, BEAT))
 
 
 # ------------------------------------------------------------------ in the composition root

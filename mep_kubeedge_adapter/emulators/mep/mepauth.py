@@ -15,6 +15,7 @@ EdgeGallery's own unauthenticated provisioning call ``PUT|GET|DELETE
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -137,7 +138,7 @@ class Mepauth:
             datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         except ValueError:
             return mepauth_error(400, "Bad x-sdk-time format")
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if self._locked_until.get(ak, 0.0) > now:
             return mepauth_error(403, "Access is locked.")
         ident = next((i for i in self.identities.values() if i.ak == ak), None)

@@ -342,7 +342,7 @@ class MepServer:
         ser_id = sc_service + secrets.token_hex(8)
         providers = self._provider_uris(body)
         interval = body.get("livenessInterval") or 0
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         svc = _Service(
             ser_instance_id=ser_id,
             app_instance_id=app_id,
@@ -402,7 +402,7 @@ class MepServer:
         svc.body = merged
         if "livenessInterval" in body:
             svc.liveness_on = bool(body["livenessInterval"])
-        svc.last_beat = time.monotonic()
+        svc.last_beat = asyncio.get_running_loop().time()
         svc.last_beat_wall = time.time()
         state_only = old_state != merged["state"]
         self._notify(svc, "STATE_CHANGED" if state_only else "ATTRIBUTES_CHANGED")
@@ -468,7 +468,7 @@ class MepServer:
             return problem(409, C_INACTIVE, "service is INACTIVE")
         was = svc.body["state"]
         svc.body["state"] = "ACTIVE"
-        svc.last_beat = time.monotonic()
+        svc.last_beat = asyncio.get_running_loop().time()
         svc.last_beat_wall = time.time()
         change = "STATE_CHANGED" if was != "ACTIVE" else "ATTRIBUTES_CHANGED"
         self._notify(svc, change)
@@ -480,7 +480,7 @@ class MepServer:
         while True:
             await asyncio.sleep(tick)
             limit = self.liveness_seconds + self.liveness_grace
-            now = time.monotonic()
+            now = asyncio.get_running_loop().time()
             for svc in list(self._services.values()):
                 if (
                     svc.liveness_on
