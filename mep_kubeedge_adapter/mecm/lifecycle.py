@@ -62,7 +62,6 @@ from mep_kubeedge_adapter.mecm.quota import (
     Limits,
     UploadSlots,
     check_package_bytes,
-    check_room,
 )
 from mep_kubeedge_adapter.mecm.render import ChartError, render_chart
 from mep_kubeedge_adapter.mecm.state import (
@@ -223,12 +222,10 @@ class AppLcm:
         await self._blocking(self._check_kubeconfig, content)
         async with self._locks.hold(f"config:{tenant}:{host}"), self._locks.hold("quota:configs"):
             if await self._store.config(tenant, host) is None:
-                check_room(
-                    "host configs",
+                self._quota.check_room(
+                    "configs",
                     await self._store.config_holdings(tenant),
-                    self._quota.configs_per_tenant,
-                    self._quota.configs,
-                    setting="MKA_MECM__MAX_CONFIGS",
+                    what="host configs",
                     remedy="remove one first",
                 )
             await self._store.put_config(tenant, host, content)
@@ -326,12 +323,10 @@ class AppLcm:
     async def _check_package_room(self, record: PackageRecord) -> None:
         replaced = await self._store.package(record.tenant, record.host, record.package_id)
         if replaced is None:
-            check_room(
+            self._quota.check_room(
                 "packages",
                 await self._store.package_holdings(record.tenant),
-                self._quota.packages_per_tenant,
-                self._quota.packages,
-                setting="MKA_MECM__MAX_PACKAGES",
+                what="packages",
                 remedy="delete one first",
             )
         check_package_bytes(
@@ -415,12 +410,10 @@ class AppLcm:
         """Record a new live instance if the bounds leave room, before the cluster is touched
         (so that concurrent instantiations cannot overshoot them)."""
         async with self._locks.hold("quota:instances"):
-            check_room(
-                "app instances",
+            self._quota.check_room(
+                "instances",
                 await self._store.live_holdings(record.tenant),
-                self._quota.instances_per_tenant,
-                self._quota.instances,
-                setting="MKA_MECM__MAX_INSTANCES",
+                what="app instances",
                 remedy="terminate one first",
             )
             await self._store.put_instance(record)

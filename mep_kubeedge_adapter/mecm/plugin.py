@@ -13,6 +13,7 @@ type is refused at start with a message that says so. There is no client certifi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,15 +72,9 @@ def _caller_check(settings: MecmSettings) -> CallerCheck:
 
 
 def _limits(settings: MecmSettings) -> Limits:
+    """Each bound is the setting ``max_<field>``; a field without one fails at start."""
     return Limits(
-        configs=settings.max_configs,
-        configs_per_tenant=settings.max_configs_per_tenant,
-        packages=settings.max_packages,
-        packages_per_tenant=settings.max_packages_per_tenant,
-        stored_package_bytes=settings.max_stored_package_bytes,
-        instances=settings.max_instances,
-        instances_per_tenant=settings.max_instances_per_tenant,
-        uploads_in_progress=settings.max_uploads_in_progress,
+        **{f.name: getattr(settings, f"max_{f.name}") for f in dataclasses.fields(Limits)}
     )
 
 

@@ -10,10 +10,11 @@ again) needs no room; only its bytes count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 
-__all__ = ["Holdings", "Limits", "UploadSlots", "check_package_bytes", "check_room"]
+__all__ = ["Holdings", "Limits", "UploadSlots", "check_package_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,33 @@ class Limits:
     instances_per_tenant: int
     uploads_in_progress: int
 
+    def check_room(
+        self,
+        kind: Literal["configs", "packages", "instances"],
+        held: Holdings,
+        *,
+        what: str,
+        remedy: str,
+    ) -> None:
+        """Room for one more of ``kind`` (``what`` names it to the caller), or QUOTA_EXCEEDED.
+
+        The bounds are the fields ``<kind>_per_tenant`` and ``<kind>``, set by
+        ``MKA_MECM__MAX_<KIND>_PER_TENANT`` and ``MKA_MECM__MAX_<KIND>``.
+        """
+        per_tenant: int = getattr(self, f"{kind}_per_tenant")
+        total: int = getattr(self, kind)
+        setting = f"MKA_MECM__MAX_{kind.upper()}"
+        if held.tenant >= per_tenant:
+            raise _exhausted(
+                f"this tenant already holds {held.tenant} {what}, the most allowed "
+                f"({setting}_PER_TENANT={per_tenant}); {remedy}"
+            )
+        if held.total >= total:
+            raise _exhausted(
+                f"the plugin already holds {held.total} {what}, the most allowed "
+                f"({setting}={total}); {remedy}"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class Holdings:
@@ -38,26 +66,6 @@ class Holdings:
 
 def _exhausted(detail: str) -> AdapterError:
     return AdapterError(ErrorKind.QUOTA_EXCEEDED, detail)
-
-
-def check_room(
-    what: str, held: Holdings, per_tenant: int, total: int, *, setting: str, remedy: str
-) -> None:
-    """Room for one more of ``what`` (plural, e.g. ``packages``), or QUOTA_EXCEEDED.
-
-    ``setting`` is the environment name of the total limit; the per-tenant one is the same
-    with ``_PER_TENANT``.
-    """
-    if held.tenant >= per_tenant:
-        raise _exhausted(
-            f"this tenant already holds {held.tenant} {what}, the most allowed "
-            f"({setting}_PER_TENANT={per_tenant}); {remedy}"
-        )
-    if held.total >= total:
-        raise _exhausted(
-            f"the plugin already holds {held.total} {what}, the most allowed "
-            f"({setting}={total}); {remedy}"
-        )
 
 
 def check_package_bytes(new: int, stored: int, replaced: int, limit: int) -> None:
