@@ -2,12 +2,14 @@
 
 Capped exponential backoff with full jitter: attempt *n* waits a uniformly random
 time in ``[0, min(cap, base * 2**n))``. Full jitter spreads many clients that lost
-the same server, so they do not come back in lockstep.
+the same server, so they do not come back in lockstep. A server that says when to come
+back (``Retry-After``) is read by :func:`retry_after`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -40,3 +42,18 @@ class Backoff:
         except TimeoutError:
             return False
         return True
+
+
+def retry_after(value: str | None, cap: float) -> float | None:
+    """The seconds an HTTP ``Retry-After`` value asks a client to wait, at most ``cap``;
+    None when there is none, or it is not a finite, non-negative number of seconds (an
+    HTTP date is not followed)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not 0 <= seconds < math.inf:
+        return None
+    return min(seconds, cap)

@@ -24,6 +24,7 @@ __all__ = [
     "LIST_PAGE",
     "RESOURCES",
     "Discovery",
+    "custom_list",
     "discover_blocking",
     "list_blocking",
 ]
@@ -46,9 +47,11 @@ class Discovery:
         return DEVICE_STATUSES in self.resources
 
 
-def _custom_list(
+def custom_list(
     api: client.ApiClient, version: str, plural: str, namespace: str | None
 ) -> Callable[..., Any]:
+    """The client's list call for ``plural`` in ``namespace`` (every namespace when None);
+    called with ``watch=True`` it is the watch request."""
     custom = client.CustomObjectsApi(api)
     if namespace:
 
@@ -69,7 +72,7 @@ def list_blocking(
     api: client.ApiClient, plural: str, version: str, namespace: str | None
 ) -> tuple[list[Any], str]:
     """All objects (paged) and the first page's resourceVersion."""
-    fn = _custom_list(api, version, plural, namespace)
+    fn = custom_list(api, version, plural, namespace)
     items: list[Any] = []
     rv: str | None = None
     token: str | None = None
@@ -112,7 +115,7 @@ def _collection_served(
     api: client.ApiClient, version: str, plural: str, namespace: str | None
 ) -> bool:
     try:
-        _custom_list(api, version, plural, namespace)(limit=1, _request_timeout=REQUEST_TIMEOUT)
+        custom_list(api, version, plural, namespace)(limit=1, _request_timeout=REQUEST_TIMEOUT)
     except client.ApiException as exc:
         if exc.status == 404:
             return False

@@ -36,7 +36,6 @@ from prometheus_client import Counter
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import AdapterError, DeviceId, ErrorKind, now_ms
 from mep_kubeedge_adapter.kubeedge.codec import (
-    CodecError,
     ErrorResult,
     MembershipList,
     MembershipUpdate,
@@ -541,11 +540,7 @@ class EventBusClient:
             return
         try:
             message = decode(parsed.kind, payload)
-        except CodecError as exc:
-            self._count(kind, "malformed")
-            log.warning("malformed_payload", topic=topic, error=str(exc))
-            return
-        except ValueError as exc:
+        except ValueError as exc:  # CodecError is one
             self._count(kind, "malformed")
             log.warning("malformed_payload", topic=topic, error=str(exc))
             return

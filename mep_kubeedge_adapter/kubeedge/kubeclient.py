@@ -38,7 +38,6 @@ onto :class:`~mep_kubeedge_adapter.domain.AdapterError` kinds, in one place.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -48,6 +47,7 @@ import urllib3
 import yaml
 from kubernetes import client, config
 
+from mep_kubeedge_adapter import backoff
 from mep_kubeedge_adapter.domain import AdapterError, ErrorKind
 from mep_kubeedge_adapter.settings import KubeSettings
 
@@ -301,14 +301,7 @@ def retry_after(exc: BaseException, cap: float) -> float | None:
     ``cap``; None when it did not ask."""
     if not isinstance(exc, client.ApiException) or not exc.headers:
         return None
-    value = exc.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else math.nan
-    except ValueError:
-        return None
-    if not 0 <= seconds < math.inf:
-        return None
-    return min(seconds, cap)
+    return backoff.retry_after(exc.headers.get("Retry-After"), cap)
 
 
 def describe_error(exc: BaseException) -> str:

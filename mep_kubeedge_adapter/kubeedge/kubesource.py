@@ -89,6 +89,7 @@ from mep_kubeedge_adapter.kubeedge.crlists import (
     DEVICE_STATUSES,
     RESOURCES,
     Discovery,
+    custom_list,
     discover_blocking,
     list_blocking,
 )
@@ -514,7 +515,6 @@ class KubeSource:
     ) -> str:
         """Runs in a watch thread: tells the loop when the server accepted the watch, hands
         it every event, and returns the last resourceVersion."""
-        custom = client.CustomObjectsApi(api)
         timeout = self._settings.watch_timeout
         kwargs: dict[str, Any] = {
             "resource_version": rv,
@@ -524,14 +524,7 @@ class KubeSource:
             "_preload_content": False,
             "_request_timeout": (CONNECT_TIMEOUT, timeout + WATCH_READ_GRACE),
         }
-        namespace = self._settings.namespace
-
-        def request() -> Any:
-            if namespace:
-                return custom.list_namespaced_custom_object(
-                    API_GROUP, version, namespace, plural, **kwargs
-                )
-            return custom.list_cluster_custom_object(API_GROUP, version, plural, **kwargs)
+        request = partial(custom_list(api, version, plural, self._settings.namespace), **kwargs)
 
         def to_loop(callback: Callable[..., None], *args: Any) -> bool:
             try:

@@ -75,10 +75,6 @@ class WatchStream:
         self._stopped = False
         self._response: urllib3.BaseHTTPResponse | None = None
 
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
     def stop(self) -> None:
         """End the watch: its read returns at once if the response is open, else the
         request's answer is dropped as soon as it arrives."""
