@@ -315,11 +315,11 @@ class SubscriptionService:
             self._release(self._subscriptions.pop(sid).caller_key)
             self.dispatcher.remove(sid, reason="subscription expired")
         self.dispatcher.expire_parked()
-        stored = await self._store.expire_before(now)
-        if expired or stored:
+        gone = sorted({*expired, *await self._store.expire_before(now)})
+        if gone:
             self._update_gauge()
-            log.info("subscriptions_expired", subscriptions=sorted(set(expired) | set(stored)))
-        return sorted(set(expired) | set(stored))
+            log.info("subscriptions_expired", subscriptions=gone)
+        return gone
 
     async def serve_websocket(
         self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller = THE_ADAPTER
