@@ -331,26 +331,20 @@ class SubscriptionStore:
     async def create(self, record: StoredSubscription) -> None:
         db = self._conn()
         async with self._writing("store a subscription"):
-            await self._insert(db, record)
-
-    @staticmethod
-    async def _insert(db: aiosqlite.Connection, record: StoredSubscription) -> None:
-        await db.execute(
-            "INSERT INTO subscriptions "
-            "(id, body, base_url, created, expiry, sequence, owner, caller) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                json.dumps(record.body, separators=(",", ":")),
-                record.base_url,
-                record.created,
-                record.expiry,
-                record.sequence,
-                record.owner,
-                record.caller,
-            ),
-        )
-        await db.commit()
+            await db.execute(
+                f"INSERT INTO subscriptions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    json.dumps(record.body, separators=(",", ":")),
+                    record.base_url,
+                    record.created,
+                    record.expiry,
+                    record.sequence,
+                    record.owner,
+                    record.caller,
+                ),
+            )
+            await db.commit()
 
     async def get(self, subscription_id: str) -> StoredSubscription | None:
         async with self._conn().execute(

@@ -170,18 +170,30 @@ class AddressPolicy:
         self._local_addresses = local_addresses or host_addresses
         self._local_cache: frozenset[IpAddress] | None = None
         self._local_learned = 0.0
+        self._learning = asyncio.Lock()
         self._network_refusals: dict[IpAddress, str | None] = {}
 
     async def prepare(self) -> None:
         """Learn this host's addresses off the event loop (name resolution may block);
-        again after ``LOCAL_ADDRESSES_TTL`` seconds."""
-        now = time.monotonic()
-        if self._local_cache is None or now - self._local_learned > LOCAL_ADDRESSES_TTL:
+        again after ``LOCAL_ADDRESSES_TTL`` seconds. Every connection calls this, so one
+        lookup runs at a time and the callers that arrive meanwhile share its answer."""
+        if self._locals_fresh():
+            return
+        async with self._learning:
+            if self._locals_fresh():
+                return
+            now = time.monotonic()
             found = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: list(self._local_addresses())
             )
             self._local_cache = frozenset(a for a in map(parse_address, found) if a is not None)
             self._local_learned = now
+
+    def _locals_fresh(self) -> bool:
+        return (
+            self._local_cache is not None
+            and time.monotonic() - self._local_learned <= LOCAL_ADDRESSES_TTL
+        )
 
     def set_own_addresses(self, addresses: OwnAddresses) -> None:
         """The listener's (host, port) pairs; read on every check, so a late bind is seen."""

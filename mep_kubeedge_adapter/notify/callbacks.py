@@ -36,7 +36,7 @@ from yarl import URL
 from mep_kubeedge_adapter.backoff import Backoff
 from mep_kubeedge_adapter.domain import AdapterError
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy, CallbackTarget, parse_callback
-from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget
+from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget, PushResult
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Envelope, Notice, encode
 from mep_kubeedge_adapter.observability import LogThrottle, Metrics
@@ -45,6 +45,7 @@ __all__ = [
     "Attempt",
     "CallbackChannel",
     "CallbackClient",
+    "DeliveryCounts",
     "DeliverySettings",
     "Destination",
     "RefusedAddress",
@@ -79,6 +80,47 @@ class DeliverySettings:
     """Seconds between websocket pings while no notification is sent."""
     connection_limit: int = 256
     connections_per_host: int = 16
+
+
+class DeliveryCounts:
+    """One subscription's ``mka_notifications`` counters on one channel, and its drop log.
+
+    The label children are looked up once each (``labels()`` is not free, and a backlog
+    under pressure coalesces or drops on every push); drops a backlog reports are logged
+    through a ``LogThrottle``, since they can recur without end."""
+
+    __slots__ = ("_channel", "_children", "_drop_log", "_metrics", "_subscription_id")
+
+    def __init__(self, metrics: Metrics, channel: str, subscription_id: str) -> None:
+        self._metrics = metrics
+        self._channel = channel
+        self._subscription_id = subscription_id
+        self._children: dict[str, Any] = {}
+        self._drop_log = LogThrottle()
+
+    def count(self, outcome: str, amount: int) -> None:
+        if amount:
+            child = self._children.get(outcome)
+            if child is None:
+                child = self._children[outcome] = self._metrics.notifications.labels(
+                    channel=self._channel, outcome=outcome
+                )
+            child.inc(amount)
+
+    def account(self, result: PushResult, reason: str | None = None) -> None:
+        """Count what a backlog coalesced and dropped; log the drops, throttled."""
+        self.count("coalesced", result.coalesced)
+        if result.dropped:
+            self.count("dropped", result.dropped)
+            folded = self._drop_log.note(result.dropped)
+            if folded:
+                log.warning(
+                    "notification_dropped",
+                    channel=self._channel,
+                    subscription=self._subscription_id,
+                    reason=reason,
+                    count=folded,
+                )
 
 
 class RefusedAddress(OSError):
@@ -234,14 +276,11 @@ class CallbackChannel:
         )
         self._client = client
         self._settings = settings
-        self._metrics = metrics
         self._clock = clock
         self._stopping = stopping
         self._cancelled = asyncio.Event()
         self._monotonic = monotonic
-        self._full_log = LogThrottle()
-        self._counters: dict[str, Any] = {}
-        """``mka_notifications`` children by outcome (a ``labels()`` lookup is not free)."""
+        self._counts = DeliveryCounts(metrics, CHANNEL, subscription.id)
         self._backlog = Backlog(
             coalesce_after=settings.coalesce_after,
             max_pending=settings.max_pending,
@@ -258,18 +297,7 @@ class CallbackChannel:
 
     def offer(self, notice: Notice) -> None:
         """Queue a notice and make sure a worker runs. Called from the registry listener."""
-        result = self._backlog.push(notice)
-        self._count("coalesced", result.coalesced)
-        self._count("dropped", result.dropped)
-        folded = self._full_log.note(result.dropped) if result.dropped else 0
-        if folded:
-            log.warning(
-                "notification_dropped",
-                channel=CHANNEL,
-                subscription=self._subscription.id,
-                reason="backlog full",
-                count=folded,
-            )
+        self._counts.account(self._backlog.push(notice), "backlog full")
         if self._stopping.is_set() or self._cancelled.is_set():
             return
         if self._worker is None or self._worker.done():
@@ -287,7 +315,7 @@ class CallbackChannel:
     def abandon(self) -> int:
         """Shutdown: count what is still pending as dropped; returns how many."""
         left = len(self._backlog.drain())
-        self._count("dropped", left)
+        self._counts.count("dropped", left)
         return left
 
     async def _run(self) -> None:
@@ -306,7 +334,7 @@ class CallbackChannel:
                     sequence=notice.sequence,
                     exc_info=exc,
                 )
-                self._count("dropped", 1)
+                self._counts.count("dropped", 1)
 
     async def _deliver(self, notice: Notice) -> None:
         subscription = self._subscription
@@ -330,7 +358,7 @@ class CallbackChannel:
                     self._drop(notice, "shutdown cut the delivery")
                 raise
             if attempt.outcome == "delivered":
-                self._count("delivered", 1)
+                self._counts.count("delivered", 1)
                 return
             if attempt.outcome == "reject":
                 self._drop(notice, attempt.detail)
@@ -338,7 +366,7 @@ class CallbackChannel:
             if attempts >= self._settings.max_attempts:
                 self._drop(notice, f"{attempts} attempts, last: {attempt.detail}")
                 return
-            self._count("retried", 1)
+            self._counts.count("retried", 1)
             if backoff is None:
                 backoff = Backoff(base=self._settings.backoff_base, cap=self._settings.backoff_cap)
             delay = backoff.next_delay()
@@ -366,7 +394,7 @@ class CallbackChannel:
         return None
 
     def _drop(self, notice: Notice, reason: str) -> None:
-        self._count("dropped", 1)
+        self._counts.count("dropped", 1)
         log.warning(
             "notification_dropped",
             channel=CHANNEL,
@@ -374,12 +402,3 @@ class CallbackChannel:
             sequence=notice.sequence,
             reason=reason,
         )
-
-    def _count(self, outcome: str, amount: int) -> None:
-        if amount:
-            child = self._counters.get(outcome)
-            if child is None:
-                child = self._counters[outcome] = self._metrics.notifications.labels(
-                    channel=CHANNEL, outcome=outcome
-                )
-            child.inc(amount)

@@ -41,7 +41,7 @@ from mep_kubeedge_adapter.notify.backlog import PendingBudget
 from mep_kubeedge_adapter.notify.callbacks import CallbackChannel, CallbackClient, DeliverySettings
 from mep_kubeedge_adapter.notify.index import SubscriptionIndex
 from mep_kubeedge_adapter.notify.models import Subscription
-from mep_kubeedge_adapter.notify.render import Change, Notice, content_of, narrow
+from mep_kubeedge_adapter.notify.render import EVENT_TYPES, Change, Notice, content_of, narrow
 from mep_kubeedge_adapter.notify.websocket import GOING_AWAY, NORMAL_CLOSURE, WebsocketFanout
 from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.registry import DeviceRegistry
@@ -98,16 +98,10 @@ class NotificationDispatcher:
         self._clock = clock
         self._feeds: dict[str, _Feed] = {}
         self._by_type: dict[str, SubscriptionIndex[_Feed]] = {
-            "DeviceTwinChangeSubscription": SubscriptionIndex(),
-            "DeviceStateChangeSubscription": SubscriptionIndex(),
-            "DeviceMembershipChangeSubscription": SubscriptionIndex(),
+            kind: SubscriptionIndex() for kind in EVENT_TYPES
         }
         self._by_event: dict[type, SubscriptionIndex[_Feed]] = {
-            TwinChanged: self._by_type["DeviceTwinChangeSubscription"],
-            StateChanged: self._by_type["DeviceStateChangeSubscription"],
-            DeviceAdded: self._by_type["DeviceMembershipChangeSubscription"],
-            DeviceRemoved: self._by_type["DeviceMembershipChangeSubscription"],
-            DeviceUpdated: self._by_type["DeviceMembershipChangeSubscription"],
+            event: self._by_type[kind] for kind, events in EVENT_TYPES.items() for event in events
         }
         self._stopping = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None

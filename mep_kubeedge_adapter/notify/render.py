@@ -39,6 +39,7 @@ from mep_kubeedge_adapter.domain import (
 )
 
 __all__ = [
+    "EVENT_TYPES",
     "Change",
     "Envelope",
     "MembershipNotice",
@@ -172,11 +173,12 @@ def narrow(change: Change, properties: frozenset[str]) -> Change | None:
     return TwinNotice(change.device, change.timestamp, kept)
 
 
-_EVENT_TYPES = {
+EVENT_TYPES: dict[str, tuple[type[ChangeEvent], ...]] = {
     "DeviceTwinChangeSubscription": (TwinChanged,),
     "DeviceStateChangeSubscription": (StateChanged,),
     "DeviceMembershipChangeSubscription": (DeviceAdded, DeviceRemoved, DeviceUpdated),
 }
+"""The change events each subscription type receives."""
 
 
 def select(selector: Selector, event: ChangeEvent, device: Device | None) -> Change | None:
@@ -186,7 +188,7 @@ def select(selector: Selector, event: ChangeEvent, device: Device | None) -> Cha
     model and label criteria of twin and state changes). The dispatcher does the same in
     steps (``content_of`` once per event, ``narrow`` per property filter).
     """
-    if not isinstance(event, _EVENT_TYPES.get(selector.subscription_type, ())):
+    if not isinstance(event, EVENT_TYPES.get(selector.subscription_type, ())):
         return None
     if isinstance(event, DeviceAdded | DeviceRemoved | DeviceUpdated):
         device = event.device

@@ -133,7 +133,6 @@ class SubscriptionService:
         self._limits = limits or SubscriptionLimits()
         self._held: Counter[str] = Counter()
         """Subscriptions held (and being created) per ``Caller.quota_key``."""
-        self._held_total = 0
         self._metrics = metrics
         self._clock = clock
         self._expiry_interval = expiry_interval
@@ -187,10 +186,11 @@ class SubscriptionService:
             self._subscriptions[record.id] = subscription
             self._hold(subscription.caller_key)
             self.dispatcher.add(subscription, record.sequence)
-        if self._held_total > self._limits.total:
+        held = self._held.total()
+        if held > self._limits.total:
             log.warning(
                 "subscriptions_above_limit",
-                held=self._held_total,
+                held=held,
                 limit=self._limits.total,
                 detail="all are kept; new ones are refused until fewer are held",
             )
@@ -315,11 +315,11 @@ class SubscriptionService:
             self._release(self._subscriptions.pop(sid).caller_key)
             self.dispatcher.remove(sid, reason="subscription expired")
         self.dispatcher.expire_parked()
-        stored = await self._store.expire_before(now)
-        if expired or stored:
+        gone = sorted({*expired, *await self._store.expire_before(now)})
+        if gone:
             self._update_gauge()
-            log.info("subscriptions_expired", subscriptions=sorted(set(expired) | set(stored)))
-        return sorted(set(expired) | set(stored))
+            log.info("subscriptions_expired", subscriptions=gone)
+        return gone
 
     async def serve_websocket(
         self, subscription_id: str, ws: web.WebSocketResponse, *, caller: Caller = THE_ADAPTER
@@ -366,7 +366,7 @@ class SubscriptionService:
                 "(MKA_NOTIFY__MAX_SUBSCRIPTIONS_PER_CALLER); delete one first",
                 title="Subscription limit reached",
             )
-        if self._held_total >= self._limits.total:
+        if self._held.total() >= self._limits.total:
             raise AdapterError(
                 ErrorKind.QUOTA_EXCEEDED,
                 f"the adapter holds its maximum of {self._limits.total} subscriptions "
@@ -377,10 +377,8 @@ class SubscriptionService:
 
     def _hold(self, key: str) -> None:
         self._held[key] += 1
-        self._held_total += 1
 
     def _release(self, key: str) -> None:
-        self._held_total -= 1
         self._held[key] -= 1
         if self._held[key] <= 0:
             del self._held[key]

@@ -30,19 +30,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget, PushResult
-from mep_kubeedge_adapter.notify.callbacks import DeliverySettings
+from mep_kubeedge_adapter.notify.callbacks import DeliveryCounts, DeliverySettings
 from mep_kubeedge_adapter.notify.models import Subscription
 from mep_kubeedge_adapter.notify.render import Envelope, Notice, encode
-from mep_kubeedge_adapter.observability import LogThrottle, Metrics
+from mep_kubeedge_adapter.observability import Metrics
 from mep_kubeedge_adapter.supervisor import cancel_and_wait
 
 __all__ = ["WebsocketFanout"]
-
-log = structlog.get_logger(__name__)
 
 CHANNEL = "websocket"
 
@@ -77,13 +74,12 @@ class WebsocketFanout:
             subscription.subscription_type, subscription.id, subscription.href
         )
         self._settings = settings
-        self._metrics = metrics
         self._delivered = metrics.notifications.labels(channel=CHANNEL, outcome="delivered")
         self._park = park
         self._clock = clock
         self._budget = budget
         self._monotonic = monotonic
-        self._drop_log = LogThrottle()
+        self._counts = DeliveryCounts(metrics, CHANNEL, subscription.id)
         self._parked: Backlog | None = self._new_backlog() if park else None
         self._attached: list[_Attached] = []
         self._closing: tuple[int, str] | None = None
@@ -106,10 +102,10 @@ class WebsocketFanout:
             return
         if self._attached:
             for attached in self._attached:
-                self._account(attached.backlog.push(notice), "backlog full")
+                self._counts.account(attached.backlog.push(notice), "backlog full")
                 attached.wake.set()
         elif self._parked is not None:
-            self._account(self._parked.push(notice), "backlog full")
+            self._counts.account(self._parked.push(notice), "backlog full")
 
     def close(self, code: int, message: str) -> None:
         """Ask every attached socket to close with ``code``; later attachments are refused.
@@ -128,7 +124,7 @@ class WebsocketFanout:
             return
         expired = self._parked.drop_older_than(self._monotonic() - self._settings.max_age)
         if expired:
-            self._account(PushResult(dropped=expired), "parked longer than max_age")
+            self._counts.account(PushResult(dropped=expired), "parked longer than max_age")
 
     async def wait_closed(self) -> None:
         """Return once no socket is attached any more."""
@@ -165,7 +161,7 @@ class WebsocketFanout:
             if self._park and not self._attached and self._closing is None:
                 self._parked = attached.backlog
             else:
-                self._account(PushResult(dropped=len(attached.backlog.drain())))
+                self._counts.account(PushResult(dropped=len(attached.backlog.drain())))
             if not self._attached:
                 self._idle.set()
 
@@ -199,7 +195,7 @@ class WebsocketFanout:
                         await ws.send_frame(frame, WSMsgType.TEXT)
                         sent += 1
             except ConnectionError:
-                self._account(PushResult(dropped=len(frames) - sent))
+                self._counts.account(PushResult(dropped=len(frames) - sent))
                 return
             finally:
                 if sent:
@@ -213,15 +209,15 @@ class WebsocketFanout:
         oldest = self._monotonic() - self._settings.max_age
         for notice in batch:
             if expired:
-                self._account(PushResult(dropped=1), "subscription expired")
+                self._counts.account(PushResult(dropped=1), "subscription expired")
                 continue
             if notice.enqueued < oldest:
-                self._account(PushResult(dropped=1), "too old")
+                self._counts.account(PushResult(dropped=1), "too old")
                 continue
             try:
                 frames.append(encode(notice, self._envelope))
             except (ValueError, OverflowError) as exc:
-                self._account(PushResult(dropped=1), f"cannot be rendered: {exc}")
+                self._counts.account(PushResult(dropped=1), f"cannot be rendered: {exc}")
         return frames
 
     def _new_backlog(self) -> Backlog:
@@ -230,25 +226,6 @@ class WebsocketFanout:
             max_pending=self._settings.max_pending,
             budget=self._budget,
         )
-
-    def _account(self, result: PushResult, reason: str | None = None) -> None:
-        if result.coalesced:
-            self._metrics.notifications.labels(channel=CHANNEL, outcome="coalesced").inc(
-                result.coalesced
-            )
-        if result.dropped:
-            self._metrics.notifications.labels(channel=CHANNEL, outcome="dropped").inc(
-                result.dropped
-            )
-            folded = self._drop_log.note(result.dropped)
-            if folded:
-                log.warning(
-                    "notification_dropped",
-                    channel=CHANNEL,
-                    subscription=self._subscription.id,
-                    count=folded,
-                    reason=reason,
-                )
 
 
 @contextlib.contextmanager

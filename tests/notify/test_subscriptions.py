@@ -324,6 +324,25 @@ async def test_every_address_of_a_wildcard_listener_is_the_adapters_own() -> Non
         await policy.check_url(f"http://{address}:8081/notify")
 
 
+async def test_concurrent_checks_learn_the_host_addresses_once() -> None:
+    """Every connection asks the policy; a burst of them shares one look-up of this host."""
+    lookups = 0
+
+    def local_addresses() -> list[str]:
+        nonlocal lookups
+        lookups += 1
+        return ["192.0.2.10"]
+
+    policy = AddressPolicy(["0.0.0.0/0"], [], local_addresses=local_addresses)
+    policy.set_own_addresses(lambda: [("0.0.0.0", 8080)])
+    results = await asyncio.gather(
+        *(policy.check_url("http://192.0.2.10:8080/notify") for _ in range(20)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, AdapterError) and "own listener" in r.detail for r in results)
+    assert lookups == 1
+
+
 async def test_stored_callbacks_are_checked_again_at_start(
     store: SubscriptionStore, service_factory: ServiceFactory
 ) -> None:
