@@ -173,7 +173,11 @@ class LcmStore:
         return self
 
     async def _upgrade(self) -> None:
-        """Bring the tables of an earlier version's data directory up to date."""
+        """Bring the tables of an earlier version's data directory up to date, in one
+        transaction (committed by the caller): SQLite would commit an ``ALTER TABLE`` run
+        outside one by itself, and a start cut short before the new column is filled in
+        would leave it at its default for good."""
+        await self.db.execute("BEGIN")
         for table, column, kind in _ADDED_COLUMNS:
             async with self.db.execute(f"PRAGMA table_info({table})") as cursor:
                 present = {str(row[1]) for row in await cursor.fetchall()}

@@ -8,6 +8,9 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from mep_kubeedge_adapter.mecm import state
 from mep_kubeedge_adapter.mecm.state import PURGE_BATCH, InstanceRecord, LcmStore
 from tests.mecm.conftest import ManualClock
 
@@ -63,11 +66,10 @@ _EARLIER_SCHEMA = (
 )
 
 
-async def test_an_earlier_data_directory_gains_sizes_and_termination_times(
-    tmp_path: Path,
-) -> None:
-    clock = ManualClock()
-    async with LcmStore(tmp_path, clock=clock) as store:
+async def _earlier_data_directory(tmp_path: Path) -> None:
+    """A data directory as an earlier version left it: a 1,000-byte package without its
+    size on disk and a terminated instance without the time it ended."""
+    async with LcmStore(tmp_path, clock=ManualClock()) as store:
         package_dir = store.package_dir("t", "10.0.0.1", "p")
     (tmp_path / "state.sqlite3").unlink()
     package_dir.mkdir()
@@ -87,6 +89,13 @@ async def test_an_earlier_data_directory_gains_sizes_and_termination_times(
         )
         db.commit()
 
+
+async def test_an_earlier_data_directory_gains_sizes_and_termination_times(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    await _earlier_data_directory(tmp_path)
+
     async with LcmStore(tmp_path, retention_ms=HOUR_MS, clock=clock) as store:
         package = await store.package("t", "10.0.0.1", "p")
         assert package is not None and package.disk_bytes == 1000
@@ -96,3 +105,25 @@ async def test_an_earlier_data_directory_gains_sizes_and_termination_times(
     clock.advance(HOUR_MS)
     async with LcmStore(tmp_path, retention_ms=HOUR_MS, clock=clock) as store:
         assert not await store.knows("app-old")  # purged when the store opened
+
+
+async def test_an_upgrade_cut_short_is_done_again_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade adds columns, then fills them in: a start that ends between the two (here
+    a package's size cannot be read) leaves nothing half done for the next start."""
+    await _earlier_data_directory(tmp_path)
+
+    def unreadable(path: Path) -> int:
+        raise OSError(f"cannot read {path}")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(state, "directory_bytes", unreadable)
+        with pytest.raises(OSError, match="cannot read"):
+            async with LcmStore(tmp_path, clock=ManualClock()):
+                pass
+
+    async with LcmStore(tmp_path, clock=ManualClock()) as store:
+        package = await store.package("t", "10.0.0.1", "p")
+        assert package is not None and package.disk_bytes == 1000
+        assert await store.stored_package_bytes() == 1000
