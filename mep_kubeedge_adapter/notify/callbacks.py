@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from mep_kubeedge_adapter.backoff import Backoff
+from mep_kubeedge_adapter.backoff import retry_after as retry_after_seconds
 from mep_kubeedge_adapter.domain import AdapterError
 from mep_kubeedge_adapter.notify.addresses import AddressPolicy, CallbackTarget, parse_callback
 from mep_kubeedge_adapter.notify.backlog import Backlog, PendingBudget, PushResult
@@ -199,7 +201,7 @@ class CallbackClient:
             async with session.post(destination.url, data=body, allow_redirects=False) as response:
                 await response.read()
                 status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"), math.inf)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, RefusedAddress):
                 return Attempt("reject", str(exc.os_error))
@@ -241,16 +243,6 @@ class Destination:
         except AdapterError as exc:
             return cls(URL(), None, exc.detail)
         return cls(URL(url), target)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class CallbackChannel:
